@@ -1,0 +1,307 @@
+"""The config schema (nested dataclasses) and its loading: YAML -> defaults -> overrides -> validate.
+
+Every ablation of the paper is a value here, so all experiments are runs of one program.
+Unknown keys are errors, so a typo fails instead of silently falling back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .constants import DEFAULT_IMAGE_SIZE, DEFAULT_TEMPLATE
+
+
+@dataclass
+class HeadCfg:
+    name: str = "isr"  # region head: "mkt" (fixed top-k patches) or "isr" (category-adaptive)
+    topk: int = 16  # MKT: patches averaged per label
+    alpha: float = 0.5  # ISR: probability mass the kept patches must reach, in (0, 1]
+    k_min: int = 1  # ISR: fewest patches kept per (image, label)
+    k_max: int = 32  # ISR: most patches kept per (image, label)
+    tau: float = 0.02  # ISR: softmax temperature over patch-label cosine similarities
+    pool: str = "weighted"  # ISR: "weighted" (renormalised probabilities) or "mean"
+    label_chunk: int = 2048  # labels scored per chunk (bounds memory at 7,586 labels)
+
+
+@dataclass
+class IstCfg:
+    mode: str = "off"  # "off", "label" (refine label embeddings once) or "image" (per-image node features)
+    layers: int = 2  # GATv2 layers
+    heads: int = 4  # attention heads per layer
+    hidden: int = 256  # node feature width inside the GAT, in channels
+    dropout: float = 0.0  # attention dropout
+    image_chunk: int = 16  # images per GAT pass in "image" mode (bounds memory)
+
+
+@dataclass
+class ModelCfg:
+    backbone: str = "ViT-B-16"  # open_clip model name or a c2srt preset (see c2srt.list_backbones())
+    pretrained: str | None = "openai"  # hub tag, path to an OpenAI .pt / open_clip checkpoint, or None
+    trainable_blocks: int = 2  # last N vision blocks that train (plus ln_post and proj); -1: all
+    templates: list[str] = field(default_factory=lambda: [DEFAULT_TEMPLATE])  # prompt ensemble
+    prompt_tuning: bool = False  # learn shared context tokens (MKT stage 2); text tower stays frozen
+    n_ctx: int = 4  # prompt tuning: number of learnable context tokens
+    distill: bool = True  # L1 distillation of the global embedding to a frozen teacher copy
+    distill_weight: float = 1.0  # weight of L_dist in the total loss
+    head: HeadCfg = field(default_factory=HeadCfg)
+    ist: IstCfg = field(default_factory=IstCfg)
+
+
+@dataclass
+class GraphCfg:
+    source: str = "embedding"  # "embedding", "llm" or "file"
+    path: str | None = None  # graph JSON to use (source "file") or cache to write/reuse
+    encoder: str = "minilm"  # embedding source: "minilm" (all-MiniLM-L6-v2) or "clip" (the model's text tower)
+    candidates: int = 30  # candidates per category shown to the LLM / considered by the cut
+    relative_cut: float = 0.9  # embedding source: keep neighbours with sim >= cut * best neighbour's sim
+    max_neighbors: int = 10  # hard cap on neighbours per category
+    llm_backend: str = "local"  # "local" (Gemma 3 270M, offline) or "openai" (any compatible endpoint)
+    llm_model: str | None = None  # model id for the endpoint, or a local model path
+    llm_base_url: str | None = None  # OpenAI-compatible base URL (API key from $OPENAI_API_KEY)
+
+
+@dataclass
+class DataCfg:
+    name: str = "miniworld"  # dataset registry name: miniworld, nus_wide, open_images, coco, jsonl
+    root: str | None = None  # dataset folder
+    image_size: int = DEFAULT_IMAGE_SIZE  # px, square
+    batch_size: int = 64  # images per step per device
+    num_workers: int = 4  # loader processes
+    rand_augment: bool = True  # RandAugment on training images
+    skip_bad: bool = False  # skip (and count) unreadable images / unknown labels instead of stopping
+    options: dict[str, Any] = field(default_factory=dict)  # reader-specific keyword arguments
+
+
+@dataclass
+class TrainCfg:
+    epochs: int = 20  # passes over the training set
+    max_steps: int = -1  # stop after this many optimiser steps (-1: no limit)
+    lr: float = 1e-3  # peak learning rate (AdamW)
+    min_lr: float = 1e-6  # cosine floor
+    weight_decay: float = 0.05  # not applied to 1-D parameters
+    warmup_epochs: float = 2.0  # linear warm-up, in epochs
+    layer_decay: float = 0.65  # layer-wise lr decay over the trainable vision blocks
+    accumulate: int = 1  # gradient accumulation steps
+    precision: str = "32-true"  # lightning precision: 32-true, bf16-mixed, 16-mixed
+    devices: str = "auto"  # lightning devices
+    num_nodes: int = 1  # machines
+    accelerator: str = "auto"  # cpu, gpu, auto
+    strategy: str = "auto"  # lightning strategy (ddp when devices > 1)
+    val_every: int = 1  # validate every N epochs (0: never)
+    checkpoint_every: int = 0  # also checkpoint every N steps (0: epoch ends only)
+    log_every: int = 10  # steps between logged metrics
+    grad_clip: float = 0.0  # gradient norm clip (0: off)
+    loss: str = "ranking"  # ranking loss, margin 1
+    margin: float = 1.0  # ranking loss margin
+
+
+@dataclass
+class EvalCfg:
+    protocol: str = "generic"  # "nus_wide", "open_images" or "generic" (seen/unseen masks of the dataset)
+    topk: list[int] = field(default_factory=lambda: [3, 5])  # K of the top-K precision/recall/F1
+    empty: str = "zero"  # AP of a column without positives: "zero" (published) or "skip"
+    batch_size: int = 64  # images per forward pass
+
+
+@dataclass
+class Cfg:
+    seed: int = 0  # everything random is seeded from this
+    output_dir: str = "runs/default"  # where the run writes its files
+    model: ModelCfg = field(default_factory=ModelCfg)
+    graph: GraphCfg = field(default_factory=GraphCfg)
+    data: DataCfg = field(default_factory=DataCfg)
+    train: TrainCfg = field(default_factory=TrainCfg)
+    eval: EvalCfg = field(default_factory=EvalCfg)
+
+
+_CHOICES = {
+    "model.head.name": ("mkt", "isr"),
+    "model.head.pool": ("weighted", "mean"),
+    "model.ist.mode": ("off", "label", "image"),
+    "graph.source": ("embedding", "llm", "file"),
+    "graph.encoder": ("minilm", "clip"),
+    "graph.llm_backend": ("local", "openai"),
+    "eval.protocol": ("nus_wide", "open_images", "generic"),
+    "eval.empty": ("zero", "skip"),
+}
+
+
+class ConfigError(ValueError):
+    """A config value or key is invalid; the message names the field."""
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check a YAML / command-line value against the annotated type, converting where safe."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} is not a {tp}")
+    if origin is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "2e-4" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def _merge(obj: Any, data: dict[str, Any], prefix: str = "") -> Any:
+    """Return a copy of dataclass `obj` with `data` merged in; unknown keys raise."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    changes = {}
+    for key, value in data.items():
+        where = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config key {where!r}; valid keys here: {', '.join(sorted(names))}")
+        tp = hints[key]
+        if _is_dataclass_type(tp):
+            changes[key] = _merge(getattr(obj, key), value or {}, where + ".")
+        else:
+            changes[key] = _coerce(value, tp, where)
+    return dataclasses.replace(obj, **changes)
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    import yaml
+
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like a.b=value")
+    key, raw = item.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw) if raw != "" else ""
+
+
+def apply_overrides(cfg: Cfg, overrides: list[str] | None) -> Cfg:
+    """Apply `a.b=value` command-line overrides (values parsed as YAML scalars/lists)."""
+    for item in overrides or []:
+        path, value = _parse_override(item)
+        nested: Any = value
+        for part in reversed(path):
+            nested = {part: nested}
+        cfg = _merge(cfg, nested)
+    return cfg
+
+
+def validate(cfg: Cfg) -> Cfg:
+    """Check closed choices and ranges; raise ConfigError naming the field."""
+    for dotted, choices in _CHOICES.items():
+        value: Any = cfg
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        if value not in choices:
+            raise ConfigError(f"{dotted}: {value!r} is not one of {', '.join(choices)}")
+    h = cfg.model.head
+    if not 0.0 < h.alpha <= 1.0:
+        raise ConfigError(f"model.head.alpha: {h.alpha} must lie in (0, 1]")
+    if not 1 <= h.k_min <= h.k_max:
+        raise ConfigError(f"model.head.k_min/k_max: need 1 <= k_min ({h.k_min}) <= k_max ({h.k_max})")
+    if h.topk < 1:
+        raise ConfigError(f"model.head.topk: {h.topk} must be >= 1")
+    if h.tau <= 0:
+        raise ConfigError(f"model.head.tau: {h.tau} must be > 0")
+    if not cfg.model.templates or any("{}" not in t for t in cfg.model.templates):
+        raise ConfigError("model.templates: each template needs a '{}' for the label")
+    if cfg.graph.source == "file" and not cfg.graph.path:
+        raise ConfigError("graph.path: required when graph.source is 'file'")
+    if cfg.model.ist.hidden % cfg.model.ist.heads:
+        raise ConfigError(f"model.ist.hidden ({cfg.model.ist.hidden}) must be divisible by model.ist.heads")
+    if cfg.train.accumulate < 1:
+        raise ConfigError("train.accumulate: must be >= 1")
+    if any(k < 1 for k in cfg.eval.topk):
+        raise ConfigError(f"eval.topk: {cfg.eval.topk} must be positive")
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Cfg:
+    """YAML file -> merged onto defaults -> overrides -> validated `Cfg`.
+
+    Raises:
+        ConfigError: on an unknown key, a badly typed value or an invalid choice; the message names it.
+        FileNotFoundError: when `path` does not exist.
+    """
+    import yaml
+
+    cfg = Cfg()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from e
+        try:
+            cfg = _merge(cfg, data)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from e
+    cfg = apply_overrides(cfg, overrides)
+    return validate(cfg)
+
+
+def config_from_dict(data: dict[str, Any]) -> Cfg:
+    """Rebuild a validated Cfg from a dict (e.g. the one stored inside a checkpoint)."""
+    return validate(_merge(Cfg(), data))
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def dump_config(cfg: Cfg) -> str:
+    """The resolved config as YAML; `--config` on this text reproduces the run."""
+    import yaml
+
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
