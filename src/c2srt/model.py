@@ -1,0 +1,230 @@
+"""The C2SRT model: CLIP backbone + region head (MKT or ISR) + optional IST, for any label set.
+
+Every ablation of the paper is a config value (`ModelCfg`): head = mkt | isr, ist = off | label |
+image, distillation on | off, prompt tuning on | off. Labels are given by name at call time, so a
+vocabulary never seen in training is scored without retraining.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+import torch
+from torch import nn
+
+from .backbone import ClipBackbone, create_clip
+from .config import ModelCfg
+from .heads.base import build_head
+from .registry import drop_none
+from .text import LabelEncoder
+
+if TYPE_CHECKING:
+    from .graph import CategoryGraph
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LabelSet:
+    """A vocabulary ready to score: names, text embeddings [K,D] and its category graph."""
+
+    names: list[str]
+    text: torch.Tensor  # [K, D], L2-normalised
+    edge_index: torch.Tensor | None = None  # [2, E] long, neighbour -> category
+    edge_weight: torch.Tensor | None = None  # [E]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+@dataclass
+class ModelOutput:
+    """What `C2SRT.forward` returns."""
+
+    logits: torch.Tensor  # [B, K]
+    g: torch.Tensor  # [B, D] student global embedding (for distillation)
+    g_teacher: torch.Tensor | None = None  # [B, D] frozen teacher's global embedding
+    counts: torch.Tensor | None = None  # [B, K] patches kept per label (ISR) or top-k (MKT)
+    weights: torch.Tensor | None = None  # [B, N, K] patch weights per label, when asked
+
+
+class C2SRT(nn.Module):
+    """CLIP image tower + region head + optional IST, scoring any vocabulary.
+
+    Shapes:
+        images: [B, 3, H, W]; labels: K names (or a LabelSet) -> logits [B, K].
+    """
+
+    def __init__(
+        self,
+        backbone: ClipBackbone,
+        label_encoder: LabelEncoder,
+        head: nn.Module,
+        ist: nn.Module | None,
+        cfg: ModelCfg,
+        *,
+        image_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.label_encoder = label_encoder
+        self.head = head
+        self.ist = ist
+        self.cfg = cfg
+        self.image_size = image_size
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self._refined_cache: dict[tuple[str, ...], torch.Tensor] = {}
+
+    # ----------------------------------------------------------------- labels
+    def label_set(self, names: Sequence[str], graph: "CategoryGraph | None" = None) -> LabelSet:
+        """Embed a vocabulary and attach its graph edges (needed when IST is on)."""
+        names = list(names)
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"duplicate label names in the vocabulary: {dup}")
+        text = self.label_encoder.encode_labels(names)
+        edge_index = edge_weight = None
+        if self.ist is not None:
+            if graph is None:
+                raise ValueError("IST is on (model.ist.mode != 'off'): a category graph is needed for the labels")
+            edge_index, edge_weight = graph.edge_index_for(names, device=text.device)
+        return LabelSet(names, text, edge_index, edge_weight)
+
+    def _refined(self, labels: LabelSet) -> torch.Tensor:
+        """IST label mode: graph-refined label embeddings, cached per vocabulary at inference."""
+        key = tuple(labels.names)
+        use_cache = not torch.is_grad_enabled() and not self.training
+        if use_cache and key in self._refined_cache:
+            return self._refined_cache[key]
+        refined = self.ist.refine_labels(labels.text, labels.edge_index, labels.edge_weight)
+        if use_cache:
+            self._refined_cache = {key: refined}
+        return refined
+
+    def train(self, mode: bool = True) -> "C2SRT":
+        self._refined_cache = {}
+        return super().train(mode)
+
+    # ---------------------------------------------------------------- forward
+    def forward(
+        self,
+        images: torch.Tensor,
+        labels: LabelSet | Sequence[str],
+        *,
+        graph: "CategoryGraph | None" = None,
+        return_weights: bool = False,
+        with_teacher: bool = False,
+    ) -> ModelOutput:
+        """Score `labels` for each image.
+
+        Args:
+            images: [B, 3, H, W], normalised as `self.mean` / `self.std` say.
+            labels: label names, or a LabelSet from `label_set` (reuse it across batches).
+            graph: the category graph when `labels` are names and IST is on.
+            return_weights: also return the per-label patch weights [B, N, K] (explanations).
+            with_teacher: also run the frozen teacher (distillation during training).
+        """
+        if not isinstance(labels, LabelSet):
+            labels = self.label_set(labels, graph)
+        g, patches = self.backbone.encode_image(images)  # [B, D], [B, N, D]
+        out = self.head(g, patches, labels.text, return_weights=return_weights, need_features=self.ist is not None)
+        logits = out.logits
+        if self.ist is not None:
+            if self.cfg.ist.mode == "label":
+                logits = self.ist.score(out.f_img, self._refined(labels))
+            else:
+                logits = self.ist(out.f_img, labels.text, labels.edge_index, labels.edge_weight)
+        g_teacher = None
+        if with_teacher and self.backbone.teacher is not None:
+            g_teacher = self.backbone.encode_teacher(images)
+        return ModelOutput(logits, g, g_teacher, out.counts, out.weights)
+
+    @torch.no_grad()
+    def zero_shot(self, images: torch.Tensor, labels: LabelSet | Sequence[str]) -> torch.Tensor:
+        """Plain CLIP zero-shot scores cos(g, t) [B, K] (the teacher's, if there is one)."""
+        if not isinstance(labels, LabelSet):
+            labels = LabelSet(list(labels), self.label_encoder.encode_labels(list(labels)))
+        if self.backbone.teacher is not None:
+            g = self.backbone.encode_teacher(images)
+        else:
+            g, _ = self.backbone.encode_image(images)
+        g = nn.functional.normalize(g, dim=-1)
+        return torch.einsum("bd,kd->bk", g, labels.text)  # [B, D] x [K, D] -> [B, K]
+
+    # ------------------------------------------------------------- weights
+    def state_dict_to_save(self) -> dict[str, torch.Tensor]:
+        """Everything but the teacher (it is the pretrained tower, rebuilt from `cfg.model.pretrained`)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.teacher.")}
+
+    def extra_repr(self) -> str:
+        return f"head={self.cfg.head.name}, ist={self.cfg.ist.mode}, distill={self.cfg.distill}"
+
+
+def create_model(
+    cfg_or_name: ModelCfg | str,
+    *,
+    pretrained: str | None = None,
+    device: str | torch.device = "cpu",
+    teacher: bool | None = None,
+    **overrides: Any,
+) -> C2SRT:
+    """Build a C2SRT model from a `ModelCfg` (or a backbone name with defaults).
+
+    Args:
+        cfg_or_name: the model config, or an open_clip / preset backbone name.
+        pretrained: overrides `cfg.pretrained` (hub tag or weights path).
+        device: where to build it.
+        teacher: build the frozen teacher copy (default: when `cfg.distill`); inference needs none.
+        **overrides: top-level `ModelCfg` fields; `None` values are dropped.
+
+    Example:
+        >>> model = create_model("test-tiny", pretrained=None)
+        >>> model(torch.randn(2, 3, 32, 32), ["dog", "cat"]).logits.shape
+        torch.Size([2, 2])
+    """
+    if isinstance(cfg_or_name, str):
+        cfg = ModelCfg(backbone=cfg_or_name, pretrained=None)
+    else:
+        cfg = cfg_or_name
+    overrides = drop_none({"pretrained": pretrained, **overrides})
+    if overrides:
+        cfg = dataclasses.replace(cfg, **overrides)
+    bundle = create_clip(cfg.backbone, cfg.pretrained, device=device)
+    visual = bundle.model.visual
+    bundle.model.visual = nn.Identity()  # the label encoder keeps only the text tower
+    backbone = ClipBackbone(
+        visual,
+        trainable_blocks=cfg.trainable_blocks,
+        teacher=cfg.distill if teacher is None else teacher,
+    )
+    label_encoder = LabelEncoder(
+        bundle.model,
+        bundle.tokenizer,
+        templates=cfg.templates,
+        prompt_tuning=cfg.prompt_tuning,
+        n_ctx=cfg.n_ctx,
+    )
+    head = build_head(cfg.head, backbone.embed_dim)
+    ist = None
+    if cfg.ist.mode != "off":
+        from .heads.ist import IstModule
+
+        ist = IstModule(
+            backbone.embed_dim,
+            hidden=cfg.ist.hidden,
+            layers=cfg.ist.layers,
+            heads=cfg.ist.heads,
+            dropout=cfg.ist.dropout,
+            mode=cfg.ist.mode,
+            image_chunk=cfg.ist.image_chunk,
+        )
+    model = C2SRT(
+        backbone, label_encoder, head, ist, cfg, image_size=bundle.image_size, mean=bundle.mean, std=bundle.std
+    )
+    return model.to(device)
