@@ -1,0 +1,195 @@
+"""The `c2srt` command: a thin layer that parses a few flags and calls the library.
+
+Experiments live in YAML configs (`--config`, plus `a.b=value` overrides); flags are for the
+invocation only. Library errors (bad config, bad data, missing files) become one clear line on
+stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+_logger = logging.getLogger("c2srt")
+
+
+# ------------------------------------------------------------------ shared helpers
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="experiment YAML (see configs/)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.lr=1e-4")
+    p.add_argument("--output-dir", help="where the run writes its files (config: output_dir)")
+    p.add_argument("--seed", type=int, help="random seed (config: seed)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+
+def _load_cfg(args: argparse.Namespace):
+    from .config import dump_config, load_config
+
+    overrides = list(args.overrides or [])
+    if getattr(args, "output_dir", None):
+        overrides.append(f"output_dir={args.output_dir}")
+    if getattr(args, "seed", None) is not None:
+        overrides.append(f"seed={args.seed}")
+    cfg = load_config(args.config, overrides)
+    if args.print_config:
+        sys.stdout.write(dump_config(cfg))
+        return None
+    return cfg
+
+
+# --------------------------------------------------------------------------- verbs
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(
+        output_dir=Path(args.output_dir),
+        quick=args.quick,
+        seeds=args.seeds,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        graph_source=args.graph_source,
+    )
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import fit
+
+    cfg = _load_cfg(args)
+    if cfg is None:
+        return 0
+    if args.devices:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, devices=args.devices))
+    path = fit(cfg, resume=args.resume)
+    print(f"model written to {path}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .evaluate import format_table
+    from .train import evaluate_checkpoint
+
+    cfg = None
+    if args.config or args.overrides:
+        cfg = load_config(args.config, args.overrides)
+    results = evaluate_checkpoint(args.checkpoint, cfg, output_dir=args.output_dir)
+    print(format_table(results))
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from .graph import CategoryGraph, build_graph, read_label_file
+
+    if args.graph_cmd == "build":
+        labels = read_label_file(args.labels)
+        seen = read_label_file(args.seen) if args.seen else None
+        graph = build_graph(
+            labels,
+            seen=seen,
+            source=args.source,
+            path=args.graph_file,
+            candidates=args.candidates,
+            llm_backend=args.llm_backend,
+            llm_model=args.llm_model,
+            base_url=args.base_url,
+            cache_dir=args.cache,
+            progress=True,
+        )
+        graph.save(args.out)
+        counts = [len(graph.neighbors(n)) for n in graph.labels]
+        print(
+            f"{args.out}: {len(graph.labels)} labels, {sum(counts)} edges, neighbours per label "
+            f"min {min(counts)} / mean {sum(counts) / len(counts):.1f} / max {max(counts)}"
+        )
+        return 0
+    from .graph.draw import draw_graph
+
+    graph = CategoryGraph.load(args.graph)
+    out = draw_graph(graph, args.out, label=args.label)
+    print(f"wrote {out}")
+    return 0
+
+
+# ------------------------------------------------------------------------- parser
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="c2srt", description="Open-vocabulary multi-label image recognition (C2SRT, MKT)."
+    )
+    parser.add_argument("--version", action="version", version=f"c2srt {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="verb", metavar="{demo,train,eval,graph}")
+
+    p = sub.add_parser("demo", help="the mini-world benchmark: the whole method end to end, offline")
+    p.add_argument("--output-dir", default="runs/demo", help="where tables, JSON and pictures go")
+    p.add_argument("--quick", action="store_true", help="a small version (about 2 minutes)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds to average over (default: 0)")
+    p.add_argument("--cache-dir", help="cache of the pretrained mini-world CLIP and the LLM")
+    p.add_argument("--graph-source", choices=("llm", "embedding"), default=None, help="category graph source")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="fine-tune C2SRT or MKT as a YAML config says")
+    _add_config_args(p)
+    p.add_argument("--resume", action="store_true", help="continue from <output-dir>/checkpoints/last.ckpt")
+    p.add_argument("--devices", help="lightning devices, e.g. 1, 4, auto")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint (NUS-WIDE / Open Images / generic protocol)")
+    p.add_argument("--checkpoint", required=True, type=Path, help="model.safetensors from c2srt train")
+    p.add_argument("--config", type=Path, help="YAML whose data/eval sections to use (default: the checkpoint's)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.root=/data")
+    p.add_argument("--output-dir", help="where eval.json goes (default: beside the checkpoint)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("graph", help="build or draw a category graph")
+    gsub = p.add_subparsers(dest="graph_cmd", required=True)
+    b = gsub.add_parser("build", help="build a category graph for a vocabulary")
+    b.add_argument("--labels", required=True, type=Path, help="text file, one label per line")
+    b.add_argument("--seen", type=Path, help="text file of the seen labels (the rest are unseen)")
+    b.add_argument("--source", choices=("llm", "embedding", "file"), default="embedding")
+    b.add_argument("--graph-file", type=Path, help="with --source file: the graph to check and import")
+    b.add_argument("--out", required=True, type=Path, help="graph JSON to write")
+    b.add_argument("--llm-backend", choices=("local", "openai"), default="local")
+    b.add_argument("--llm-model", help="endpoint model id, or a local model folder")
+    b.add_argument("--base-url", help="OpenAI-compatible endpoint (API key from $OPENAI_API_KEY)")
+    b.add_argument("--candidates", type=int, default=30, help="candidates per label (text-embedding neighbours)")
+    b.add_argument("--cache", type=Path, help="cache folder (local model copy, endpoint answers)")
+    s = gsub.add_parser("show", help="draw a graph (or one label's neighbourhood) as PNG")
+    s.add_argument("graph", type=Path)
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--label", help="draw this label's neighbourhood")
+    p.set_defaults(func=cmd_graph)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `c2srt` command; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        if args.verbose:
+            raise
+        print(f"c2srt {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,506 @@
+"""Training and evaluation with Lightning: the only module that imports it.
+
+One LightningModule wraps the pure `C2SRT` model with its loss and the streaming evaluator; one
+DataModule builds the datasets through the registry. Training sees seen labels only (and the
+seen-only subgraph); validation and `evaluate_checkpoint` score seen + unseen labels.
+Determinism: the data order and every augmentation are functions of (seed, epoch, index), so a run
+resumed from an epoch-end checkpoint continues exactly as the uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .config import Cfg, config_from_dict, config_to_dict, dump_config
+from .data.base import build_dataset
+from .data.transforms import build_transform
+from .evaluate import StreamingEvaluator, format_table
+from .losses import distillation_loss, ranking_loss
+from .model import C2SRT, LabelSet, create_model
+
+_logger = logging.getLogger(__name__)
+
+_SEED_STRIDE = 1_000_003  # spreads (seed, epoch, index) into distinct augmentation seeds
+
+
+# ----------------------------------------------------------------------------- determinism
+class _EpochSeeded(Dataset):
+    """Applies the wrapped dataset's random transform under a seed fixed by (seed, epoch, index)."""
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed * _SEED_STRIDE + self.epoch) * _SEED_STRIDE + int(index))
+            return self.dataset[index]
+
+
+class EpochSampler(Sampler[int]):
+    """Shuffles with a permutation that depends on (seed, epoch) only, sharded over DDP ranks."""
+
+    def __init__(self, data: _EpochSeeded, *, seed: int, shuffle: bool, rank: int = 0, world_size: int = 1) -> None:
+        self.data = data
+        self.seed = seed
+        self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.data.epoch = epoch  # workers are created after this call, so they see the epoch
+
+    def __iter__(self) -> Iterator[int]:
+        n = len(self.data)
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * _SEED_STRIDE + self.epoch)
+            order = torch.randperm(n, generator=g).tolist()
+        else:
+            order = list(range(n))
+        per_rank = math.ceil(n / self.world_size)
+        order = (order * 2)[: per_rank * self.world_size]  # pad so every rank gets the same count
+        return iter(order[self.rank :: self.world_size])
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.data) / self.world_size)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints written to a temporary file and renamed: a crash never corrupts one."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        # our own checkpoints hold only tensors and plain containers: the safe loader suffices
+        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
+
+# ------------------------------------------------------------------------------ data module
+class C2SRTDataModule(L.LightningDataModule):
+    """Datasets from `DataCfg` through the registry; deterministic order and augmentation."""
+
+    def __init__(self, cfg: Cfg, *, image_size: int, mean: tuple, std: tuple) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.image_size = image_size
+        self.mean, self.std = mean, std
+        self.train_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        d = self.cfg.data
+        if stage in (None, "fit") and self.train_set is None:
+            tf = build_transform(self.image_size, self.mean, self.std, train=True, rand_augment=d.rand_augment)
+            self.train_set = build_dataset(d, "train", tf)
+        if self.test_set is None:
+            tf = build_transform(self.image_size, self.mean, self.std, train=False, rand_augment=False)
+            self.test_set = build_dataset(d, "test", tf)
+
+    def _loader(self, dataset: Dataset, *, train: bool, batch_size: int) -> DataLoader:
+        wrapped = _EpochSeeded(dataset, self.cfg.seed)
+        rank, world = 0, 1
+        if self.trainer is not None:
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+        sampler = EpochSampler(wrapped, seed=self.cfg.seed, shuffle=train, rank=rank, world_size=world)
+        workers = self.cfg.data.num_workers
+        return DataLoader(
+            wrapped,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            drop_last=train and len(dataset) > batch_size,  # type: ignore[arg-type]
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=False,  # workers must be re-created each epoch to see it
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None
+        return self._loader(self.train_set, train=True, batch_size=self.cfg.data.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        assert self.test_set is not None
+        return self._loader(self.test_set, train=False, batch_size=self.cfg.eval.batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()
+
+
+# ---------------------------------------------------------------------------- the module
+def _masks(dataset: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
+    names = list(dataset.label_names)
+    seen = np.asarray(dataset.seen_mask, dtype=bool)
+    unseen = np.asarray(dataset.unseen_mask, dtype=bool)
+    return names, seen, unseen
+
+
+class C2SRTModule(L.LightningModule):
+    """The pure model + ranking/distillation losses + streaming evaluation."""
+
+    def __init__(
+        self,
+        cfg: dict[str, Any],
+        label_names: list[str],
+        seen: list[bool],
+        graph: dict[str, Any] | None = None,
+        model: C2SRT | None = None,
+    ) -> None:
+        super().__init__()
+        # plain containers only, so checkpoints load with torch.load(weights_only=True)
+        self.save_hyperparameters({"cfg": cfg, "label_names": label_names, "seen": seen, "graph": graph})
+        self.cfg = config_from_dict(cfg)
+        self.model: C2SRT = model if model is not None else create_model(self.cfg.model)
+        self.label_names = list(label_names)
+        self.seen_mask = np.asarray(seen, dtype=bool)
+        self.graph = None
+        if graph is not None:
+            from .graph import CategoryGraph
+
+            self.graph = CategoryGraph.from_dict(graph)
+        self._evaluator: StreamingEvaluator | None = None
+        self.last_results: dict[str, float] = {}
+
+    @property
+    def seen_names(self) -> list[str]:
+        return [n for n, s in zip(self.label_names, self.seen_mask) if s]
+
+    def _labels(self, names: list[str]) -> LabelSet:
+        return self.model.label_set(names, self.graph)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        seen_idx = torch.as_tensor(np.flatnonzero(self.seen_mask), device=self.device)
+        target = batch["target"].index_select(1, seen_idx)  # [B, K_all] -> [B, K_seen]
+        use_distill = self.cfg.model.distill
+        out = self.model(batch["image"], self._labels(self.seen_names), with_teacher=use_distill)
+        loss_rank = ranking_loss(out.logits, target, margin=self.cfg.train.margin)
+        loss = loss_rank
+        bs = target.shape[0]
+        if use_distill and out.g_teacher is not None:
+            loss_dist = distillation_loss(out.g, out.g_teacher)
+            loss = loss + self.cfg.model.distill_weight * loss_dist
+            self.log("train/loss_dist", loss_dist, batch_size=bs)
+        self.log("train/loss_rank", loss_rank, batch_size=bs)
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        return loss
+
+    # -- evaluation (validation during training, and `c2srt eval`)
+    def _start_eval(self) -> None:
+        unseen = ~self.seen_mask
+        self._evaluator = StreamingEvaluator(
+            protocol=self.cfg.eval.protocol,
+            seen_mask=self.seen_mask,
+            unseen_mask=unseen,
+            topk=tuple(self.cfg.eval.topk),
+            empty=self.cfg.eval.empty,
+        )
+
+    def _eval_step(self, batch: dict[str, Any]) -> None:
+        assert self._evaluator is not None
+        out = self.model(batch["image"], self._labels(self.label_names))
+        scores = self.all_gather(out.logits.float()).reshape(-1, out.logits.shape[-1])
+        target = self.all_gather(batch["target"]).reshape(-1, out.logits.shape[-1])
+        if self.trainer.is_global_zero:
+            self._evaluator.update(scores.cpu(), target.cpu())
+
+    def _end_eval(self, prefix: str) -> None:
+        assert self._evaluator is not None
+        if self.trainer.is_global_zero:
+            results = self._evaluator.compute()
+            self.last_results = results
+            _logger.info("evaluation:\n%s", format_table(results))
+        else:
+            results = {}
+        results = self.trainer.strategy.broadcast(results, src=0)
+        for k, v in results.items():
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                self.log(f"{prefix}/{k}", float(v), sync_dist=False, rank_zero_only=True)
+        self._evaluator = None
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_eval()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._end_eval("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start_eval()
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._end_eval("test")
+
+    # -- optimisation: AdamW, layer-wise lr decay, no wd on 1-D params, warm-up + cosine per step
+    def configure_optimizers(self) -> Any:
+        t = self.cfg.train
+        backbone = self.model.backbone
+        num_layers = backbone.num_blocks + 1
+        groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+        for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            scale = 1.0
+            if name.startswith("backbone.visual."):
+                scale = t.layer_decay ** (num_layers - backbone.layer_id(name[len("backbone.visual.") :]))
+            wd = 0.0 if p.ndim <= 1 or name.endswith(".bias") or "logit_scale" in name else t.weight_decay
+            groups.setdefault((scale, wd), []).append(p)
+        param_groups = [
+            {"params": ps, "lr": t.lr * s, "weight_decay": wd, "lr_scale": s} for (s, wd), ps in groups.items()
+        ]
+        opt = torch.optim.AdamW(param_groups, lr=t.lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        batches = self.trainer.num_training_batches
+        steps_per_epoch = max(1, int(batches) // t.accumulate) if math.isfinite(batches) else total
+        warmup = int(t.warmup_epochs * steps_per_epoch)
+        floor = t.min_lr / t.lr
+
+        def lr_lambda(step: int) -> float:
+            if warmup > 0 and step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+# ------------------------------------------------------------------------------- run files
+def _git_sha() -> str:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment() -> dict[str, Any]:
+    """What a result depends on besides the config: code and library versions, hardware."""
+    import lightning
+    import open_clip
+
+    from . import __version__
+
+    return {
+        "c2srt": __version__,
+        "git_sha": _git_sha(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "lightning": lightning.__version__,
+        "open_clip": open_clip.__version__,
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def write_run_files(cfg: Cfg, out: Path) -> None:
+    """config.yaml (re-runnable with --config) and env.json beside every run."""
+    from .io import atomic_write_text, write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", dump_config(cfg))
+    write_json(out / "env.json", {**environment(), "seed": cfg.seed})
+
+
+def prepare_graph(cfg: Cfg, label_names: list[str], seen: list[str], out: Path | None) -> Any:
+    """The category graph for IST: a given file, the cached one of this run, or a new build."""
+    if cfg.model.ist.mode == "off":
+        return None
+    from .graph import CategoryGraph, build_graph
+
+    if cfg.graph.path and Path(cfg.graph.path).is_file():
+        graph = CategoryGraph.load(cfg.graph.path)
+        missing = [n for n in label_names if n not in set(graph.labels)]
+        if missing:
+            _logger.warning("graph %s lacks %d labels (e.g. %s): they get no edges", cfg.graph.path, len(missing), missing[:3])
+        return graph
+    if cfg.graph.source == "file":
+        raise FileNotFoundError(f"graph.path: {cfg.graph.path} does not exist")
+    cached = out / "graph.json" if out is not None else None
+    if cached is not None and cached.is_file():
+        return CategoryGraph.load(cached)
+    g = cfg.graph
+    graph = build_graph(
+        label_names,
+        seen=seen,
+        source=g.source,
+        candidates=g.candidates,
+        relative_cut=g.relative_cut,
+        max_neighbors=g.max_neighbors,
+        llm_backend=g.llm_backend,
+        llm_model=g.llm_model,
+        base_url=g.llm_base_url,
+        progress=True,
+    )
+    if cached is not None:
+        graph.save(cached)
+    return graph
+
+
+class _ExportBest(Callback):
+    """Writes the safetensors model after each validation (and at the end of fitting)."""
+
+    def __init__(self, path: Path, cfg: Cfg) -> None:
+        self.path = path
+        self.cfg = cfg
+
+    def _export(self, module: "C2SRTModule") -> None:
+        from .checkpoint import save_checkpoint
+
+        unseen = [n for n, s in zip(module.label_names, module.seen_mask) if not s]
+        save_checkpoint(
+            self.path,
+            module.model,
+            self.cfg,
+            seen=module.seen_names,
+            unseen=unseen,
+            graph=module.graph,
+            extra={"results": module.last_results, "step": module.global_step},
+        )
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self._export(pl_module)  # type: ignore[arg-type]
+
+
+def build_trainer(cfg: Cfg, out: Path, *, callbacks: list[Callback] | None = None, **kwargs: Any) -> L.Trainer:
+    t = cfg.train
+    loggers: list[Any] = [L.pytorch.loggers.CSVLogger(str(out), name="logs", version="")]
+    try:
+        import tensorboard  # noqa: F401
+
+        loggers.append(L.pytorch.loggers.TensorBoardLogger(str(out), name="tb", version=""))
+    except ImportError:
+        pass
+    ckpt = ModelCheckpoint(dirpath=str(out / "checkpoints"), save_last=True, save_top_k=0, every_n_epochs=1)
+    cbs: list[Callback] = [ckpt, *(callbacks or [])]
+    if t.checkpoint_every > 0:
+        cbs.append(ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="step{step}", every_n_train_steps=t.checkpoint_every, save_top_k=-1))
+    return L.Trainer(
+        default_root_dir=str(out),
+        max_epochs=t.epochs,
+        max_steps=t.max_steps,
+        accelerator=t.accelerator,
+        devices=t.devices if t.devices == "auto" else (int(t.devices) if str(t.devices).isdigit() else t.devices),
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,  # type: ignore[arg-type]
+        accumulate_grad_batches=t.accumulate,
+        gradient_clip_val=t.grad_clip or None,
+        check_val_every_n_epoch=t.val_every if t.val_every > 0 else None,
+        limit_val_batches=1.0 if t.val_every > 0 else 0,
+        log_every_n_steps=t.log_every,
+        logger=loggers,
+        callbacks=cbs,
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,  # EpochSampler shards itself, deterministically
+        deterministic=False,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+        **kwargs,
+    )
+
+
+def fit(cfg: Cfg, *, resume: bool = False, progress: bool = True, **trainer_kwargs: Any) -> Path:
+    """Train as `cfg` says; returns the exported `model.safetensors`.
+
+    `resume=True` continues from `<output_dir>/checkpoints/last.ckpt` (optimizer, schedule, epoch and
+    data order included). Raises FileNotFoundError when there is nothing to resume.
+    """
+    out = Path(cfg.output_dir)
+    last = out / "checkpoints" / "last.ckpt"
+    if resume and not last.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {last}")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    write_run_files(cfg, out)
+    model = create_model(cfg.model)
+    dm = C2SRTDataModule(cfg, image_size=model.image_size, mean=model.mean, std=model.std)
+    dm.setup("fit")
+    names, seen, _ = _masks(dm.train_set)
+    seen_names = [n for n, s in zip(names, seen) if s]
+    graph = prepare_graph(cfg, names, seen_names, out)
+    module = C2SRTModule(
+        config_to_dict(cfg), names, seen.tolist(), graph.to_dict() if graph is not None else None, model=model
+    )
+    export = out / "model.safetensors"
+    trainer = build_trainer(cfg, out, callbacks=[_ExportBest(export, cfg)], enable_progress_bar=progress, **trainer_kwargs)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
+    if trainer.is_global_zero:
+        from .io import write_json
+
+        write_json(out / "metrics.json", module.last_results)
+        try:
+            from .viz import plot_curves
+
+            plot_curves(out / "logs" / "metrics.csv", out / "curves.png")
+        except (ImportError, FileNotFoundError, ValueError) as e:
+            _logger.warning("could not draw the learning curves: %s", e)
+    return export
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path, cfg: Cfg | None = None, *, output_dir: str | Path | None = None, progress: bool = True
+) -> dict[str, float]:
+    """Evaluate a saved model on the test split of `cfg.data` (default: the checkpoint's own config)."""
+    from .checkpoint import load_checkpoint
+
+    model, info = load_checkpoint(checkpoint)
+    cfg = dataclasses.replace(cfg or info.cfg, model=info.cfg.model)  # data/eval may differ; the model may not
+    out = Path(output_dir or Path(checkpoint).parent)
+    dm = C2SRTDataModule(cfg, image_size=model.image_size, mean=model.mean, std=model.std)
+    dm.setup("test")
+    names, seen, _ = _masks(dm.test_set)
+    graph = info.graph
+    if cfg.model.ist.mode != "off":
+        from .graph import CategoryGraph
+
+        g = CategoryGraph.from_dict(graph) if graph is not None else None
+        if g is None or any(n not in set(g.labels) for n in names):
+            g = prepare_graph(cfg, names, [n for n, s in zip(names, seen) if s], None)
+        graph = g.to_dict()
+    module = C2SRTModule(config_to_dict(cfg), names, seen.tolist(), graph, model=model)
+    trainer = L.Trainer(
+        default_root_dir=str(out),
+        accelerator=cfg.train.accelerator,
+        devices=1,
+        logger=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+    )
+    trainer.test(module, datamodule=dm, verbose=False)
+    results = module.last_results
+    from .io import write_json
+
+    write_json(out / "eval.json", results)
+    return results
