@@ -115,6 +115,65 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_vocabulary(args: argparse.Namespace) -> list[str]:
+    if args.labels_file:
+        from .graph import read_label_file
+
+        return read_label_file(args.labels_file)
+    labels = [s.strip() for s in args.labels.replace("\n", ",").split(",") if s.strip()]
+    if not labels:
+        raise ValueError("--labels is empty")
+    return labels
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from .predict import Recognizer, format_predictions
+
+    labels = _read_vocabulary(args)
+    if args.checkpoint:
+        rec = Recognizer.from_checkpoint(args.checkpoint, device=args.device)
+    else:
+        rec = Recognizer.from_clip(args.clip, args.pretrained, device=args.device)
+    if args.graph:
+        from .graph import CategoryGraph
+
+        rec.graph = CategoryGraph.load(args.graph)
+    stream = rec.iter_predict(
+        args.images,
+        labels,
+        top=None if args.threshold is not None and args.top is None else (args.top or 5),
+        threshold=args.threshold,
+        batch_size=args.batch_size,
+        explain_dir=args.explain,
+        progress=not args.no_progress,
+    )
+    n_ok = n_bad = 0
+    first = True
+    if args.format == "json":
+        sys.stdout.write("[")
+    for pred in stream:  # printed as they come: large folders stream
+        n_bad += pred.error is not None
+        n_ok += pred.error is None
+        if args.format == "json":
+            sys.stdout.write(("\n  " if first else ",\n  ") + json.dumps(pred.to_dict()))
+        elif args.format == "csv":
+            text = format_predictions([pred], "csv")
+            sys.stdout.write(text if first else text.split("\n", 1)[1])
+        else:
+            sys.stdout.write(format_predictions([pred], "table") + "\n")
+        sys.stdout.flush()
+        first = False
+    if args.format == "json":
+        sys.stdout.write("\n]\n")
+    if n_bad:
+        print(f"{n_bad} unreadable image(s) skipped, {n_ok} tagged", file=sys.stderr)
+    if n_ok == 0 and n_bad == 0:
+        raise ValueError(f"no images found in {', '.join(map(str, args.images))}")
+    return 0
+
+
 # ------------------------------------------------------------------------- parser
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
@@ -124,7 +183,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"c2srt {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="verb", metavar="{demo,train,eval,graph}")
+    sub = parser.add_subparsers(dest="verb", metavar="{demo,train,eval,predict,graph}")
 
     p = sub.add_parser("demo", help="the mini-world benchmark: the whole method end to end, offline")
     p.add_argument("--output-dir", default="runs/demo", help="where tables, JSON and pictures go")
@@ -146,6 +205,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.root=/data")
     p.add_argument("--output-dir", help="where eval.json goes (default: beside the checkpoint)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="tag images with any vocabulary (ranked labels, optional explanations)")
+    p.add_argument("images", nargs="+", help="image files and/or folders")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", type=Path, help="a trained c2srt model.safetensors")
+    src.add_argument("--clip", help="plain CLIP (zero-shot): an open_clip model name, e.g. ViT-B-16")
+    p.add_argument("--pretrained", help="with --clip: hub tag (e.g. openai) or weights file")
+    voc = p.add_mutually_exclusive_group(required=True)
+    voc.add_argument("--labels", help='comma-separated vocabulary, e.g. "dog,cat,frisbee"')
+    voc.add_argument("--labels-file", type=Path, help="vocabulary file, one label per line")
+    p.add_argument("--top", type=int, help="labels kept per image (default 5)")
+    p.add_argument("--threshold", type=float, help="keep labels scoring at least this")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--explain", type=Path, help="folder for per-image PNGs of the ISR regions of the top labels")
+    p.add_argument("--graph", type=Path, help="category graph JSON for the vocabulary (default: built on the fly)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("graph", help="build or draw a category graph")
     gsub = p.add_subparsers(dest="graph_cmd", required=True)
