@@ -1,0 +1,163 @@
+r"""ISR: intra-category semantic refinement, a category-adaptive number of regions per label.
+
+Paper: "Category-Adaptive Cross-Modal Semantic Refinement and Transfer for Open-Vocabulary
+Multi-Label Recognition", Liu, Pu, Wu, Wang, Lin (C2SRT). Our specification (DESIGN.md, Method 5):
+
+.. math::
+    p_{bnc} = \mathrm{softmax}_n\!\left( \langle F_{bn}, t_c \rangle / \tau \right), \quad
+    m_{bc} = \mathrm{clamp}\!\left( \min\{ m : \textstyle\sum_{j<m} p_{b\sigma(j)c} \ge \alpha \},
+             k_{min}, k_{max} \right)
+
+where :math:`\sigma` sorts patches by decreasing :math:`p`. The kept patches :math:`S_{bc}` (the
+first :math:`m_{bc}` of them) are pooled with renormalised probabilities,
+:math:`w_{bnc} = p_{bnc} [n \in S_{bc}] / \sum_{n' \in S_{bc}} p_{bn'c}`, giving
+:math:`f^L_{bc} = \sum_n w_{bnc} F_{bn}` and :math:`f^{img}_{bc} = (f^L_{bc} + g_b)/2`.
+A label filling a large area (sky, grass) keeps many patches; a small object keeps few.
+Scores fuse :math:`\langle f^L_{bc}, t_c\rangle` with the global score exactly as MKT does, so
+ISR and MKT differ only in which regions they pool.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..constants import DEFAULT_EPS
+from .base import HeadOutput, fuse_scores, label_chunks, normalize_inputs, register_head
+
+DEFAULT_TAU = 0.02  # softmax temperature over patch-label cosine similarities
+
+
+def select_patches(
+    sim: torch.Tensor,
+    alpha: float = 0.5,
+    k_max: int = 32,
+    k_min: int = 1,
+    tau: float = DEFAULT_TAU,
+    *,
+    pool: str = "weighted",
+    eps: float = DEFAULT_EPS,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per (image, label): the smallest set of patches holding probability mass `alpha`.
+
+    Vectorised over images and labels (one sort, one cumulative sum). Ties in probability keep the
+    lower patch index first (stable sort). Gradients flow through the probabilities of the kept
+    patches (`pool="weighted"`); the choice of patches itself is discrete.
+
+    Args:
+        sim: [B, P, C] patch-label similarities.
+        alpha: probability mass the kept patches must reach, in (0, 1].
+        k_max: most patches kept; k_min: fewest (both clamped to P).
+        tau: softmax temperature over the P patches.
+        pool: "weighted" (renormalised probabilities) or "mean" (uniform over the kept patches).
+        eps: guards the renormalisation.
+
+    Returns:
+        weights [B, P, C] (zero outside the kept patches, each [b, :, c] summing to 1) and
+        counts [B, C] (long: patches kept).
+
+    Raises:
+        ValueError: on a bad shape or parameter.
+
+    Example:
+        >>> w, n = select_patches(torch.tensor([[[4.0], [3.0], [0.0]]]), alpha=0.9, tau=1.0)
+        >>> n.tolist()
+        [[2]]
+    """
+    if sim.ndim != 3:
+        raise ValueError(f"sim must be [B, P, C], got shape {tuple(sim.shape)}")
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"alpha must lie in (0, 1], got {alpha}")
+    if not 1 <= k_min <= k_max:
+        raise ValueError(f"need 1 <= k_min ({k_min}) <= k_max ({k_max})")
+    if tau <= 0:
+        raise ValueError(f"tau must be > 0, got {tau}")
+    if pool not in ("weighted", "mean"):
+        raise ValueError(f"pool must be 'weighted' or 'mean', got {pool!r}")
+    n_patches = sim.shape[1]
+    prob = torch.softmax(sim.float() / tau, dim=1)  # [B, P, C]
+    sorted_p, order = prob.sort(dim=1, descending=True, stable=True)  # [B, P, C] each
+    # mass strictly before each rank, in float64 so the cut does not depend on summation order
+    mass = sorted_p.double().cumsum(1)  # [B, P, C]
+    before = torch.cat([torch.zeros_like(mass[:, :1]), mass[:, :-1]], dim=1)  # exclusive cumsum
+    counts = (before < alpha).sum(1)  # [B, C]: smallest prefix reaching alpha
+    counts = counts.clamp(min=min(k_min, n_patches), max=min(k_max, n_patches))
+    ranks = torch.arange(n_patches, device=sim.device).view(1, n_patches, 1)  # [1, P, 1]
+    keep_sorted = ranks < counts.unsqueeze(1)  # [B, P, C]
+    keep = torch.zeros_like(keep_sorted).scatter_(1, order, keep_sorted)  # back to patch order
+    if pool == "mean":
+        weights = keep.float() / counts.unsqueeze(1).float()  # [B, P, C] / [B, 1, C]
+    else:
+        kept = prob * keep  # [B, P, C]
+        weights = kept / kept.sum(1, keepdim=True).clamp_min(eps)
+    return weights, counts
+
+
+class IsrHead(nn.Module):
+    """Category-adaptive patch selection (ISR) + global matching.
+
+    Shapes:
+        g [B, D], patches [B, N, D], text [K, D] -> HeadOutput(logits [B, K], f_img [B, K, D],
+        counts [B, K], weights [B, N, K]).
+
+    Args:
+        alpha, k_min, k_max, tau, pool: as in `select_patches`.
+        label_chunk: labels processed at once; bounds the [B, N, K] intermediates.
+    """
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.5,
+        k_min: int = 1,
+        k_max: int = 32,
+        tau: float = DEFAULT_TAU,
+        pool: str = "weighted",
+        label_chunk: int = 2048,
+    ) -> None:
+        super().__init__()
+        self.alpha, self.k_min, self.k_max, self.tau, self.pool = alpha, k_min, k_max, tau, pool
+        self.label_chunk = label_chunk
+        select_patches(torch.zeros(1, 1, 1), alpha, k_max, k_min, tau, pool=pool)  # validate once
+
+    def reset_parameters(self) -> None:  # no parameters: nothing is tied to a label index
+        pass
+
+    def forward(
+        self,
+        g: torch.Tensor,
+        patches: torch.Tensor,
+        text: torch.Tensor,
+        *,
+        return_weights: bool = False,
+        need_features: bool = False,
+    ) -> HeadOutput:
+        g, patches, text = normalize_inputs(g, patches, text)
+        local, f_img, counts, weights = [], [], [], []
+        for sl in label_chunks(text.shape[0], self.label_chunk):
+            sim = torch.einsum("bnd,kd->bnk", patches, text[sl])  # [B, N, D] x [Kc, D] -> [B, N, Kc]
+            w, n = select_patches(sim, self.alpha, self.k_max, self.k_min, self.tau, pool=self.pool)
+            local.append((w * sim).sum(1))  # <f_L, t_c>: [B, N, Kc] -> [B, Kc]
+            counts.append(n)
+            if need_features:
+                f_loc = torch.einsum("bnk,bnd->bkd", w, patches)  # [B, N, Kc] x [B, N, D] -> [B, Kc, D]
+                f_img.append(0.5 * (f_loc + g.unsqueeze(1).expand_as(f_loc)))
+            if return_weights:
+                weights.append(w)
+        glob = torch.einsum("bd,kd->bk", g, text)  # [B, D] x [K, D] -> [B, K]
+        return HeadOutput(
+            fuse_scores(torch.cat(local, 1), glob),
+            f_img=torch.cat(f_img, 1) if need_features else None,
+            counts=torch.cat(counts, 1),
+            weights=torch.cat(weights, 2) if return_weights else None,
+        )
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, k_min={self.k_min}, k_max={self.k_max}, tau={self.tau}, pool={self.pool}"
+
+
+@register_head("isr")
+def build_isr(cfg, embed_dim: int) -> IsrHead:  # noqa: ARG001 (the head is width-agnostic)
+    return IsrHead(
+        alpha=cfg.alpha, k_min=cfg.k_min, k_max=cfg.k_max, tau=cfg.tau, pool=cfg.pool, label_chunk=cfg.label_chunk
+    )

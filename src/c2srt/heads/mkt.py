@@ -1,0 +1,98 @@
+r"""MKT baseline head: fixed top-k patch matching fused with the global score.
+
+Paper: "Open-Vocabulary Multi-Label Classification via Multi-Modal Knowledge Transfer",
+He et al., AAAI 2023 (arXiv:2207.01887).
+
+.. math::
+    s^{loc}_{bc} = \frac{1}{k} \sum_{n \in \mathrm{top}_k(F_b t_c)} \langle F_{bn}, t_c \rangle, \quad
+    s^{glob}_{bc} = \langle g_b, t_c \rangle, \quad
+    y_b = \tfrac12 \left( \frac{s^{loc}_b}{\lVert s^{loc}_b \rVert} + \frac{s^{glob}_b}{\lVert s^{glob}_b \rVert} \right)
+
+with every embedding L2-normalised and each score vector normalised across the K labels scored.
+The same k patches are pooled for every label of every image: the fixed number that ISR replaces.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import HeadOutput, fuse_scores, label_chunks, normalize_inputs, register_head
+
+
+def topk_patch_weights(sim: torch.Tensor, k: int) -> torch.Tensor:
+    """Uniform weights 1/k on each label's k most similar patches (ties: lower patch index first).
+
+    Shapes:
+        sim [B, N, K] -> weights [B, N, K], each [B, :, K] column summing to 1.
+    """
+    k = min(k, sim.shape[1])
+    # a stable descending sort breaks ties by patch index, which topk does not promise
+    order = sim.argsort(dim=1, descending=True, stable=True)[:, :k]  # [B, k, K]
+    weights = torch.zeros_like(sim)
+    return weights.scatter_(1, order, 1.0 / k)  # [B, N, K]
+
+
+class MktHead(nn.Module):
+    """Top-k patch matching + global matching (MKT).
+
+    Shapes:
+        g [B, D], patches [B, N, D], text [K, D] -> HeadOutput(logits [B, K], f_img [B, K, D],
+        counts [B, K] (all k), weights [B, N, K]).
+
+    Args:
+        topk: patches averaged per label (k = 16 in MKT).
+        label_chunk: labels processed at once; bounds the [B, N, K] intermediates.
+    """
+
+    def __init__(self, *, topk: int = 16, label_chunk: int = 2048) -> None:
+        super().__init__()
+        if topk < 1:
+            raise ValueError(f"topk must be >= 1, got {topk}")
+        self.topk = topk
+        self.label_chunk = label_chunk
+
+    def reset_parameters(self) -> None:  # no parameters: nothing is tied to a label index
+        pass
+
+    def forward(
+        self,
+        g: torch.Tensor,
+        patches: torch.Tensor,
+        text: torch.Tensor,
+        *,
+        return_weights: bool = False,
+        need_features: bool = False,
+    ) -> HeadOutput:
+        g, patches, text = normalize_inputs(g, patches, text)
+        k = min(self.topk, patches.shape[1])
+        local, f_img, weights = [], [], []
+        for sl in label_chunks(text.shape[0], self.label_chunk):
+            sim = torch.einsum("bnd,kd->bnk", patches, text[sl])  # [B, N, D] x [Kc, D] -> [B, N, Kc]
+            if need_features or return_weights:
+                w = topk_patch_weights(sim, k)  # [B, N, Kc]
+                local.append((w * sim).sum(1))  # [B, N, Kc] -> [B, Kc]
+                if need_features:
+                    f_loc = torch.einsum("bnk,bnd->bkd", w, patches)  # -> [B, Kc, D]
+                    f_img.append(0.5 * (f_loc + g.unsqueeze(1).expand_as(f_loc)))
+                if return_weights:
+                    weights.append(w)
+            else:  # scoring only: no [B, N, K] weight tensor needed
+                local.append(sim.topk(k, dim=1).values.mean(1))  # [B, k, Kc] -> [B, Kc]
+        glob = torch.einsum("bd,kd->bk", g, text)  # [B, D] x [K, D] -> [B, K]
+        logits = fuse_scores(torch.cat(local, 1), glob)
+        counts = torch.full(logits.shape, k, dtype=torch.long, device=logits.device)
+        return HeadOutput(
+            logits,
+            f_img=torch.cat(f_img, 1) if need_features else None,
+            counts=counts,
+            weights=torch.cat(weights, 2) if return_weights else None,
+        )
+
+    def extra_repr(self) -> str:
+        return f"topk={self.topk}"
+
+
+@register_head("mkt")
+def build_mkt(cfg, embed_dim: int) -> MktHead:  # noqa: ARG001 (the head is width-agnostic)
+    return MktHead(topk=cfg.topk, label_chunk=cfg.label_chunk)
