@@ -306,3 +306,8 @@ def dump_config(cfg: Cfg) -> str:
     import yaml
 
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
+def merge_config(cfg: Cfg, data: dict[str, Any]) -> Cfg:
+    """`cfg` with a nested dict of changes merged in (as a YAML file would be), validated."""
+    return validate(_merge(cfg, data))

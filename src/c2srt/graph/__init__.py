@@ -1,0 +1,28 @@
+"""Category graphs: which labels inform which, built from text embeddings, an LLM, or a file.
+
+Heavy dependencies (torch, transformers, matplotlib) are imported inside the functions that use
+them, so importing this package is cheap.
+"""
+
+from __future__ import annotations
+
+from .build import GraphSource, build_graph
+from .embedding import adaptive_cut, cosine_similarity, nearest_candidates, similarity_neighbors
+from .encoders import callable_encoder, minilm_encoder
+from .graph import DROP_REASONS, GRAPH_FORMAT, GRAPH_VERSION, CategoryGraph, read_label_file
+
+__all__ = [
+    "DROP_REASONS",
+    "GRAPH_FORMAT",
+    "GRAPH_VERSION",
+    "CategoryGraph",
+    "GraphSource",
+    "adaptive_cut",
+    "build_graph",
+    "callable_encoder",
+    "cosine_similarity",
+    "minilm_encoder",
+    "nearest_candidates",
+    "read_label_file",
+    "similarity_neighbors",
+]

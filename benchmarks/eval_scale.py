@@ -1,0 +1,192 @@
+"""Open Images-scale evaluation: wall time and peak memory of the streaming evaluator.
+
+Generates random scores and *sparse* labels of the Open Images v4 test size (125,436 images x
+7,586 labels: 7,186 seen then 400 unseen), chunk by chunk (the full matrix never exists), streams
+them into `c2srt.evaluate.StreamingEvaluator` with the full Open Images protocol (per-class,
+weighted and row-pooled mAP; P/R/F1 at K = 10, 20; blocks zsl / gzsl / seen), then prints the
+figures, the time and the peak resident memory, and writes them (JSON + CSV) to
+benchmarks/results/ with the environment in the file name.
+
+Each image carries a handful (uniform in [--labels-min, --labels-max]) of verified labels, each +1
+or -1, about one in ten of them among the unseen columns; everything else is 0 (unknown).
+Positive entries get a score bonus so that the figures are not those of chance.
+
+    python benchmarks/eval_scale.py --rows 5000          # quick check
+    python benchmarks/eval_scale.py                      # full size
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # the CPU is shared; numpy's work here is single-threaded anyway
+
+import argparse
+import csv
+import io
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from c2srt.constants import NEGATIVE, OPEN_IMAGES_TOPK, POSITIVE
+from c2srt.evaluate import OPEN_IMAGES_NUM_SEEN, OPEN_IMAGES_NUM_UNSEEN, StreamingEvaluator, format_table
+
+OPEN_IMAGES_TEST_ROWS = 125_436
+DEFAULT_CHUNK = 1024  # rows per update (one model batch or a few)
+LABELS_PER_IMAGE = (5, 15)  # verified labels per image (inclusive range)
+UNSEEN_LABEL_FRACTION = 0.1  # share of an image's verified labels drawn among the unseen columns
+POSITIVE_FRACTION = 0.6  # share of verified labels that are positive
+POSITIVE_BONUS = 1.5  # added to the N(0, 1) score of a positive entry
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def make_chunk(rng: np.random.Generator, n: int, n_cols: int, n_unseen: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """One chunk: scores [n, C] float32, labels [n, C] int8 with a few +-1 per row."""
+    n_seen = n_cols - n_unseen
+    scores = rng.standard_normal((n, n_cols), dtype=np.float32)
+    labels = np.zeros((n, n_cols), dtype=np.int8)
+    per_row = rng.integers(lo, hi + 1, size=n)
+    total = int(per_row.sum())
+    rows = np.repeat(np.arange(n), per_row)
+    unseen = rng.random(total) < UNSEEN_LABEL_FRACTION
+    seen_col = (n_seen * rng.random(total) ** 2).astype(np.int64)  # skewed popularity: low indices frequent
+    unseen_col = n_seen + rng.integers(0, n_unseen, size=total)
+    cols = np.where(unseen, unseen_col, seen_col)
+    vals = np.where(rng.random(total) < POSITIVE_FRACTION, POSITIVE, NEGATIVE).astype(np.int8)
+    labels[rows, cols] = vals  # a repeated (row, col) keeps one value
+    scores += POSITIVE_BONUS * (labels == POSITIVE)
+    return scores, labels
+
+
+def environment() -> dict[str, str]:
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    sha = git("rev-parse", "--short", "HEAD") or "nogit"
+    if git("status", "--porcelain", "--untracked-files=no"):
+        sha += "-dirty"
+
+    def version(pkg: str) -> str:
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return "none"
+
+    return {
+        "git_sha": sha,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": version("torch"),  # not imported: it would inflate the memory measured
+        "c2srt": version("c2srt"),
+        "platform": platform.platform(),
+        "cpus": str(os.cpu_count()),
+        "cpu_affinity": str(len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else "",
+    }
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process (ru_maxrss is in KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1 << 20) if sys.platform == "darwin" else rss / 1024
+
+
+def dir_size_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.iterdir()) / (1 << 20)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=OPEN_IMAGES_TEST_ROWS, help="images")
+    p.add_argument("--cols", type=int, default=OPEN_IMAGES_NUM_SEEN + OPEN_IMAGES_NUM_UNSEEN, help="labels (seen + unseen)")
+    p.add_argument("--unseen", type=int, default=OPEN_IMAGES_NUM_UNSEEN, help="unseen labels (the last columns)")
+    p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help="rows per update")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--labels-min", type=int, default=LABELS_PER_IMAGE[0], help="fewest verified labels per image")
+    p.add_argument("--labels-max", type=int, default=LABELS_PER_IMAGE[1], help="most verified labels per image")
+    p.add_argument("--no-row-pooled", action="store_true", help="skip the row-pooled compatibility mAP")
+    p.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    args = p.parse_args(argv)
+    if not 0 < args.unseen < args.cols or args.rows < 1 or args.chunk < 1 or not 1 <= args.labels_min <= args.labels_max <= args.cols:
+        p.error("need 0 < --unseen < --cols, --rows >= 1, --chunk >= 1 and 1 <= --labels-min <= --labels-max <= --cols")
+
+    env = environment()
+    rng = np.random.default_rng(args.seed)
+    unseen_mask = np.arange(args.cols) >= args.cols - args.unseen
+    rss_start = peak_rss_mb()
+    t0 = time.perf_counter()
+    t_gen = 0.0
+    ev = StreamingEvaluator("open_images", ~unseen_mask, unseen_mask, topk=OPEN_IMAGES_TOPK, row_pooled=not args.no_row_pooled)
+    for a in range(0, args.rows, args.chunk):
+        tg = time.perf_counter()
+        scores, labels = make_chunk(rng, min(args.chunk, args.rows - a), args.cols, args.unseen, args.labels_min, args.labels_max)
+        t_gen += time.perf_counter() - tg
+        ev.update(scores, labels)
+        del scores, labels
+    t1 = time.perf_counter()
+    spill_mb = dir_size_mb(ev.workdir)
+    annotated = ev.n_annotated
+    results = ev.compute()
+    t2 = time.perf_counter()
+
+    run = {
+        "rows": args.rows,
+        "cols": args.cols,
+        "unseen": args.unseen,
+        "chunk": args.chunk,
+        "seed": args.seed,
+        "annotated_entries": annotated,
+        "dense_scores_gb": round(args.rows * args.cols * 4 / 1e9, 2),
+        "spill_mb": round(spill_mb, 1),
+        "generate_s": round(t_gen, 2),
+        "update_s": round(t1 - t0 - t_gen, 2),
+        "compute_s": round(t2 - t1, 2),
+        "wall_s": round(t2 - t0, 2),
+        "peak_rss_mb_at_start": round(rss_start, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+    print(format_table(results, digits=2))
+    print()
+    width = max(len(k) for k in [*run, *env])
+    for k, v in [*run.items(), *env.items()]:
+        print(f"{k.ljust(width)}  {v}")
+
+    tag = f"eval_scale_{args.rows}x{args.cols}_{env['git_sha']}_np{env['numpy']}_torch{env['torch']}".replace("+", "-")
+    payload = {"run": run, "environment": env, "results": results}
+    atomic_write_text(args.out_dir / f"{tag}.json", json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["name", "value"])
+    for section in (run, env, results):
+        for k, v in section.items():
+            w.writerow([k, v])
+    atomic_write_text(args.out_dir / f"{tag}.csv", buf.getvalue())
+    print(f"\nwrote {args.out_dir / tag}.json and .csv")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""Time category-graph builds (embedding source and the local LLM) and project them to larger vocabularies.
+
+Usage:
+    python benchmarks/graph_build.py [--labels ../shared/data/coco8/classes.txt] [--threads 2]
+        [--cache DIR] [--project 1006 7586] [--repeats 1]
+
+Prints a table (labels, candidates, seconds, seconds per label, projected seconds) with the
+machine load, and writes it as CSV under benchmarks/results/ (git SHA and versions in the name).
+The local LLM's one-off GGUF conversion is done (and timed) before the timed builds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from c2srt.graph import build_graph, read_label_file
+from c2srt.graph.encoders import minilm_encoder
+from c2srt.graph.llm import LocalLMScorer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+        return out + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "nogit"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--labels", type=Path, default=REPO.parent / "shared" / "data" / "coco8" / "classes.txt")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--candidates", type=int, default=30)
+    ap.add_argument("--cache", type=Path, default=None, help="cache root (default $C2SRT_CACHE or ~/.cache/c2srt)")
+    ap.add_argument("--project", type=int, nargs="*", default=[1006, 7586], help="vocabulary sizes to project to")
+    ap.add_argument("--repeats", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    labels = read_label_file(args.labels)
+    enc = minilm_encoder()
+    t0 = time.perf_counter()
+    enc(labels)  # loads MiniLM
+    t_minilm = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scorer = LocalLMScorer(cache_dir=args.cache)
+    t_load = time.perf_counter() - t0
+
+    rows = []
+    for source in ("embedding", "llm"):
+        times = []
+        for _ in range(args.repeats):
+            if source == "llm":
+                scorer._neutral.clear()  # time the baseline log-probs too
+            t0 = time.perf_counter()
+            g = build_graph(labels, source=source, encoder=enc, candidates=args.candidates, scorer=scorer if source == "llm" else None)
+            times.append(time.perf_counter() - t0)
+        sec = min(times)
+        counts = [len(g.neighbors(n)) for n in labels]
+        row = {
+            "source": source if source == "embedding" else f"llm-local ({scorer.describe()['model'].split()[0]})",
+            "labels": len(labels),
+            "candidates": args.candidates,
+            "seconds": round(sec, 2),
+            "ms_per_label": round(1000 * sec / len(labels), 1),
+            "neighbours_mean": round(sum(counts) / len(counts), 2),
+        }
+        for k in args.project:
+            # Scoring is linear in labels x candidates; the similarity matrix (K^2) is negligible here.
+            row[f"projected_s_{k}"] = round(sec * k / len(labels), 1)
+        rows.append(row)
+
+    load = os.getloadavg()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads {args.threads}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"one-off: MiniLM load + encode {t_minilm:.1f} s; local LLM load {t_load:.1f} s (first use converts the GGUF: about 50 s more)")
+    keys = list(rows[0])
+    widths = [max(len(k), *(len(str(r[k])) for r in rows)) for k in keys]
+    print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
+    for r in rows:
+        print("  ".join(str(r[k]).ljust(w) for k, w in zip(keys, widths)))
+    out_dir = REPO / "benchmarks" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"graph_build_{len(labels)}labels_{_sha()}_torch{torch.__version__.split('+')[0]}_t{args.threads}.csv"
+    tmp = out.with_suffix(".tmp")
+    with tmp.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys + ["load_avg_1min"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "load_avg_1min": round(load[0], 2)})
+    os.replace(tmp, out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,322 @@
+"""Exact multi-label ranking metrics: per-class AP, mAP and micro top-k precision / recall / F1.
+
+Everything here runs on the CPU in numpy (torch tensors are accepted and converted) so that the
+figures do not depend on the device or on GPU sort stability. Labels follow the c2srt convention
+(`c2srt.constants`): `+1` positive, `-1` negative, `0` (`IGNORE_LABEL`) unknown. An unknown entry is
+left out of its column's ranking; it is never counted as a negative.
+
+Tie rules (fixed so that every run, chunked or not, gives the same numbers):
+- AP ranks a column's annotated entries by a *stable* sort on `-score`, so tied scores keep the row
+  (index) order. This is the non-interpolated AP of that ranking; with ties it is not scikit-learn's
+  tie-averaged AP.
+- Top-k takes, within a row, the k largest scores; among tied scores the lower column index wins.
+
+The streaming evaluator (`c2srt.evaluate`) calls the same kernels (`ap_of_ranking`,
+`topk_true_positives`), so its figures are identical to the ones computed here.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import Any
+
+import numpy as np
+
+from .constants import IGNORE_LABEL, NEGATIVE, POSITIVE
+
+_logger = logging.getLogger(__name__)
+
+__all__ = [
+    "EmptyColumn",
+    "ap_of_ranking",
+    "average_precision",
+    "mean_average_precision",
+    "prf_from_counts",
+    "ranked_hits",
+    "row_pooled_average_precision",
+    "topk_prf",
+    "topk_true_positives",
+    "weighted_mean",
+    "weighted_mean_average_precision",
+]
+
+
+class EmptyColumn(str, enum.Enum):
+    """What a column without any positive gets as AP."""
+
+    ZERO = "zero"  # AP 0, counted in the mean (the published NUS-WIDE convention)
+    SKIP = "skip"  # AP NaN, left out of the mean
+
+
+# ----------------------------------------------------------------------------- input handling
+def as_numpy(x: Any, name: str) -> np.ndarray:
+    """Return `x` as a numpy array; torch tensors are detached and moved to the CPU (half -> fp32)."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor, without importing torch
+        t = x.detach().cpu()
+        if t.is_floating_point() and t.element_size() < 4:  # bf16/fp16: numpy has no bf16
+            t = t.float()
+        return t.numpy()
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name}: cannot be read as an array ({e})") from e
+
+
+def resolve_empty(empty: str | EmptyColumn) -> EmptyColumn:
+    """Parse the `empty` argument; raise ValueError listing the valid values."""
+    try:
+        return EmptyColumn(empty)
+    except ValueError:
+        valid = ", ".join(repr(e.value) for e in EmptyColumn)
+        raise ValueError(f"empty={empty!r} is not valid; choose one of {valid}") from None
+
+
+def check_scores(scores: np.ndarray, name: str = "scores") -> np.ndarray:
+    """Scores must be a real 2-D array without NaN (NaN has no rank)."""
+    if scores.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array [N, C], got shape {tuple(scores.shape)}")
+    if not (np.issubdtype(scores.dtype, np.floating) or np.issubdtype(scores.dtype, np.integer)):
+        raise ValueError(f"{name}: expected real numbers, got dtype {scores.dtype}")
+    if np.issubdtype(scores.dtype, np.floating) and np.isnan(scores).any():
+        r, c = np.argwhere(np.isnan(scores))[0]
+        raise ValueError(f"{name}: NaN score at row {r}, column {c}")
+    return scores
+
+
+def check_labels(labels: np.ndarray, name: str = "labels") -> np.ndarray:
+    """Labels must be 2-D with values in {+1, -1, 0}; returned as int8."""
+    if labels.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D array [N, C], got shape {tuple(labels.shape)}")
+    if labels.dtype == np.int8:
+        ok = (labels >= NEGATIVE) & (labels <= POSITIVE)
+    else:
+        ok = (labels == POSITIVE) | (labels == NEGATIVE) | (labels == IGNORE_LABEL)
+    if not ok.all():
+        r, c = np.argwhere(~ok)[0]
+        raise ValueError(
+            f"{name}: value {labels[r, c].item()!r} at row {r}, column {c} is not a label "
+            f"(expected {POSITIVE}, {NEGATIVE} or {IGNORE_LABEL} for unknown)"
+        )
+    return labels.astype(np.int8, copy=False)
+
+
+def check_pair(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Convert and validate a (scores [N,C], labels [N,C]) pair."""
+    s = check_scores(as_numpy(scores, "scores"))
+    y = check_labels(as_numpy(labels, "labels"))
+    if s.shape != y.shape:
+        raise ValueError(f"scores and labels must have the same shape [N, C]; got scores {s.shape}, labels {y.shape}")
+    return s, y
+
+
+# ----------------------------------------------------------------------------- kernels
+def ap_of_ranking(hits: np.ndarray) -> float:
+    """Non-interpolated AP of a ranking given as a bool vector (True = positive), best first.
+
+    AP = mean over the positives of the precision at their rank. NaN when there is no positive
+    (the caller applies the `empty` rule).
+    """
+    pos_ranks = np.flatnonzero(hits) + 1  # 1-based ranks of the positives
+    n_pos = pos_ranks.size
+    if n_pos == 0:
+        return float("nan")
+    precision = np.arange(1, n_pos + 1, dtype=np.float64) / pos_ranks
+    return float(precision.sum() / n_pos)
+
+
+def ranked_hits(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Labels (+1/-1, no 0) of one ranking, ordered by a stable sort on -score (ties: index order)."""
+    order = np.argsort(-scores, kind="stable")
+    return labels[order] == POSITIVE
+
+
+def _apply_empty(ap: np.ndarray, empty: EmptyColumn) -> np.ndarray:
+    if empty is EmptyColumn.ZERO:
+        ap = np.where(np.isnan(ap), 0.0, ap)
+    return ap
+
+
+def weighted_mean(values: np.ndarray, weights: np.ndarray) -> float:
+    """sum(w * v) / sum(w) over entries with w > 0; NaN when the weights sum to 0."""
+    values = np.asarray(values, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    if values.shape != weights.shape:
+        raise ValueError(f"values {values.shape} and weights {weights.shape} must have the same shape")
+    keep = weights > 0
+    total = weights[keep].sum()
+    if total == 0:
+        return float("nan")
+    return float((weights[keep] * values[keep]).sum() / total)
+
+
+def nan_mean(values: np.ndarray) -> float:
+    """Mean over the non-NaN entries; NaN (without a warning) when there is none."""
+    values = np.asarray(values, dtype=np.float64)
+    keep = ~np.isnan(values)
+    if not keep.any():
+        return float("nan")
+    return float(values[keep].mean())
+
+
+def topk_true_positives(scores: np.ndarray, positive: np.ndarray, ks: tuple[int, ...]) -> dict[int, int]:
+    """Number of (row, column) pairs among each row's top-k that are positive, for every k in `ks`.
+
+    Exact and linear in the matrix size (a partition, not a sort). Within a row, among tied scores
+    the lower column index is taken first.
+
+    Args:
+        scores: [N, M] real scores (no NaN).
+        positive: [N, M] bool, True where the label is +1.
+        ks: distinct k, each in [1, M].
+
+    Returns:
+        {k: true positives summed over the N rows}.
+    """
+    n, m = scores.shape
+    out: dict[int, int] = {}
+    if n == 0 or not ks:
+        return {k: 0 for k in ks}
+    part = np.partition(scores, sorted({m - k for k in ks}), axis=1)  # ascending; [:, m-k] = k-th largest
+    for k in ks:
+        thr = part[:, m - k : m - k + 1]  # [N, 1]
+        sel = scores >= thr  # every entry strictly above, plus all ties at the threshold
+        tp = int(np.count_nonzero(sel & positive))
+        n_sel = np.count_nonzero(sel, axis=1)
+        tied = np.flatnonzero(n_sel > k)  # rows whose ties at the threshold overflow k
+        if tied.size:
+            s_t, p_t, thr_t = scores[tied], positive[tied], thr[tied]
+            eq = s_t == thr_t  # [n_tied, M]
+            need = k - np.count_nonzero(s_t > thr_t, axis=1)  # ties to take, lowest column first
+            take = eq & (np.cumsum(eq, axis=1) <= need[:, None])
+            drop = eq & ~take
+            tp -= int(np.count_nonzero(drop & p_t))
+        out[k] = tp
+    return out
+
+
+def prf_from_counts(tp: int, n_rows: int, k: int, n_pos: int) -> tuple[float, float, float]:
+    """Micro P = TP/(N*k), R = TP/#positives, F1 = harmonic mean; each is 0 where its denominator or TP is 0."""
+    p = tp / (n_rows * k) if n_rows * k > 0 else 0.0
+    r = tp / n_pos if n_pos > 0 else 0.0
+    f1 = 2.0 * p * r / (p + r) if tp > 0 else 0.0
+    return float(p), float(r), float(f1)
+
+
+# ----------------------------------------------------------------------------- public metrics
+def average_precision(scores: Any, labels: Any, empty: str | EmptyColumn = "zero") -> np.ndarray:
+    """Non-interpolated AP of every column.
+
+    Each column ranks its annotated entries (label +1 or -1; label 0 is unknown and left out) by a
+    stable sort on -score, so tied scores keep the row order. AP is the mean, over the positives,
+    of the precision at each positive's rank.
+
+    Args:
+        scores: [N, C] scores (numpy or torch), higher = more likely.
+        labels: [N, C] in {+1, -1, 0}.
+        empty: AP of a column without any positive: "zero" (0, as published for NUS-WIDE) or
+            "skip" (NaN, left out of means).
+
+    Returns:
+        float64 array [C].
+
+    Raises:
+        ValueError: mismatched shapes, a label outside {+1, -1, 0}, a NaN score, a bad `empty`.
+
+    Example:
+        >>> average_precision([[0.9], [0.5], [0.1]], [[1], [-1], [1]]).round(4).tolist()
+        [0.8333]
+    """
+    rule = resolve_empty(empty)
+    s, y = check_pair(scores, labels)
+    ap = np.full(s.shape[1], np.nan)
+    for c in range(s.shape[1]):
+        mask = y[:, c] != IGNORE_LABEL
+        if not (y[:, c] == POSITIVE).any():
+            continue
+        ap[c] = ap_of_ranking(ranked_hits(s[mask, c], y[mask, c]))
+    return _apply_empty(ap, rule)
+
+
+def mean_average_precision(scores: Any, labels: Any, empty: str | EmptyColumn = "zero") -> float:
+    """Mean over columns of `average_precision` (NaN columns, with empty="skip", are left out).
+
+    Returns NaN when no column counts.
+    """
+    return nan_mean(average_precision(scores, labels, empty=empty))
+
+
+def weighted_mean_average_precision(scores: Any, labels: Any) -> float:
+    """Per-class AP averaged with weights = number of positives of each column.
+
+    Frequent classes weigh more; columns without a positive weigh nothing, so the `empty` rule
+    does not matter. NaN when there is no positive at all.
+    """
+    s, y = check_pair(scores, labels)
+    ap = average_precision(s, y, empty="skip")
+    return weighted_mean(ap, np.count_nonzero(y == POSITIVE, axis=0))
+
+
+def row_pooled_average_precision(scores: Any, labels: Any, empty: str | EmptyColumn = "zero") -> np.ndarray:
+    """Open Images compatibility variant ("row-pooled" AP, as in the published BiAM/LESA scripts).
+
+    Not a per-class AP. For column c it takes the rows where c is annotated, pools *every*
+    annotated entry (any column) of those rows, and ranks that pool (stable sort on -score, pool in
+    row-major order, so ties keep row-then-column order). AP counts every positive of the pool,
+    whatever its column. Use it only to compare with numbers produced by those scripts.
+
+    Args:
+        scores: [N, C] scores.
+        labels: [N, C] in {+1, -1, 0}.
+        empty: AP of a column whose pool has no positive (or that is never annotated).
+
+    Returns:
+        float64 array [C].
+
+    Raises:
+        ValueError: as `average_precision`.
+    """
+    rule = resolve_empty(empty)
+    s, y = check_pair(scores, labels)
+    ap = np.full(s.shape[1], np.nan)
+    for c in range(s.shape[1]):
+        rows = np.flatnonzero(y[:, c] != IGNORE_LABEL)
+        sub_y = y[rows]  # [n_c, C]
+        mask = sub_y != IGNORE_LABEL
+        ap[c] = ap_of_ranking(ranked_hits(s[rows][mask], sub_y[mask]))  # boolean mask flattens row-major
+    return _apply_empty(ap, rule)
+
+
+def topk_prf(scores: Any, labels: Any, k: int) -> tuple[float, float, float]:
+    """Micro precision, recall and F1 of each image's top-k labels, over the whole matrix.
+
+    Each row predicts its k highest-scoring columns (ties: lower column index first). A prediction
+    is correct when its label is +1 (labels -1 and 0 both count as wrong).
+    P = TP / (N * k), R = TP / (number of +1 entries), F1 = 2PR / (P + R), and 0 when TP = 0.
+    Rows without any positive still count in P's denominator.
+
+    Args:
+        scores: [N, C] scores.
+        labels: [N, C] in {+1, -1, 0}.
+        k: predictions per row, 1 <= k <= C.
+
+    Returns:
+        (precision, recall, f1).
+
+    Raises:
+        ValueError: mismatched shapes, bad label values, NaN scores, or k outside [1, C].
+    """
+    s, y = check_pair(scores, labels)
+    k = check_k(k, s.shape[1])
+    positive = y == POSITIVE
+    tp = topk_true_positives(s, positive, (k,))[k]
+    return prf_from_counts(tp, s.shape[0], k, int(np.count_nonzero(positive)))
+
+
+def check_k(k: Any, n_cols: int, where: str = "topk") -> int:
+    """k must be an integer in [1, n_cols]."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ValueError(f"{where}: k must be an integer, got {k!r}")
+    if not 1 <= int(k) <= n_cols:
+        raise ValueError(f"{where}: k={k} is outside [1, {n_cols}] (the number of columns)")
+    return int(k)

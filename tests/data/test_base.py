@@ -1,0 +1,173 @@
+"""c2srt.data.base: the dataset contract, the bad-data policy and the registry."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from c2srt.config import DataCfg
+from c2srt.constants import IGNORE_LABEL, NEGATIVE, POSITIVE
+from c2srt.data import DATASETS, DataError, DataProblem, MultiLabelDataset, build_dataset, check_images, list_datasets
+from c2srt.data.base import MAX_PROBLEMS_SHOWN, finalize_dataset, positive_counts
+
+NAMES = ["a", "b", "c", "u"]  # 3 seen, 1 unseen
+SEEN = np.array([True, True, True, False])
+LABELS = np.array(
+    [
+        [1, -1, 0, 1],  # seen positive
+        [-1, -1, -1, 1],  # only an unseen positive: dropped from training
+        [0, 1, 1, -1],
+    ],
+    dtype=np.int8,
+)
+
+
+def _images(tmp_path: Path, make_image, n: int = 3) -> list[str]:
+    return [str(make_image(tmp_path / f"img{i}.jpg", (10 * i, 0, 0))) for i in range(n)]
+
+
+def test_data_problem_and_error_message_lists_file_line_and_count() -> None:
+    problems = [DataProblem("labels.txt", i + 1, f"bad row {i}") for i in range(MAX_PROBLEMS_SHOWN + 7)]
+    problems.append(DataProblem("x.jpg", None, "image file not found"))
+    err = DataError(problems, what="toy")
+    msg = str(err)
+    assert isinstance(err, ValueError) and err.problems == problems
+    assert msg.startswith(f"toy: {len(problems)} data problems")
+    assert "labels.txt:1: bad row 0" in msg and f"labels.txt:{MAX_PROBLEMS_SHOWN}: bad row {MAX_PROBLEMS_SHOWN - 1}" in msg
+    assert f"bad row {MAX_PROBLEMS_SHOWN}\n" not in msg  # the 51st is only counted
+    assert "... and 8 more" in msg
+    assert str(DataProblem("x.jpg", None, "gone")) == "x.jpg: gone"
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_getitem_contract_dense_and_sparse(tmp_path: Path, make_image, sparse: bool) -> None:
+    paths = _images(tmp_path, make_image)
+    labels = sp.csr_matrix(LABELS) if sparse else LABELS
+    ds = finalize_dataset(name="toy", split="test", paths=paths, labels=labels, label_names=NAMES, seen_mask=SEEN)
+    assert len(ds) == 3 and ds.is_sparse == sparse
+    sample = ds[2]
+    assert set(sample) == {"image", "target", "index"} and sample["index"] == 2
+    assert sample["image"].shape == (3, 8, 8) and sample["image"].dtype == torch.float32
+    assert float(sample["image"].max()) <= 1.0 and abs(float(sample["image"][0, 0, 0]) - 20 / 255) < 1e-6
+    assert sample["target"].dtype == torch.long and sample["target"].tolist() == LABELS[2].tolist()
+    assert ds.label_names == NAMES and ds.image_path(-1) == paths[2]
+    assert ds.seen_mask.tolist() == SEEN.tolist() and ds.unseen_mask.tolist() == (~SEEN).tolist()
+    assert ds.seen_mask.dtype == torch.bool
+    np.testing.assert_array_equal(ds.dense_labels(), LABELS)
+    with pytest.raises(IndexError):
+        ds[3]
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_train_split_blanks_unseen_and_drops_rows_without_seen_positive(tmp_path: Path, make_image, sparse: bool) -> None:
+    paths = _images(tmp_path, make_image)
+    labels = sp.csr_matrix(LABELS) if sparse else LABELS
+    ds = finalize_dataset(name="toy", split="train", paths=paths, labels=labels, label_names=NAMES, seen_mask=SEEN)
+    assert ds.paths == [paths[0], paths[2]] and ds.dropped_without_positive == 1
+    expected = LABELS[[0, 2]].copy()
+    expected[:, 3] = IGNORE_LABEL
+    np.testing.assert_array_equal(ds.dense_labels(), expected)
+
+
+def test_positive_counts_matches_loop() -> None:
+    rng = np.random.default_rng(0)
+    m = rng.integers(-1, 2, size=(20, 7)).astype(np.int8)
+    cols = np.array([True, False, True, True, False, False, True])
+    brute = [sum(1 for j in range(7) if cols[j] and m[i, j] == POSITIVE) for i in range(20)]
+    assert positive_counts(m, cols).tolist() == brute
+    assert positive_counts(sp.csr_matrix(m), cols).tolist() == brute
+
+
+def test_missing_image_raises_then_skip_bad_drops_and_counts(tmp_path: Path, make_image, caplog) -> None:
+    paths = _images(tmp_path, make_image)
+    paths[1] = str(tmp_path / "gone.jpg")
+    extra = [(0, DataProblem("list.txt", 7, "unknown label 'zz'"))]
+    kw = dict(name="toy", split="test", paths=paths, labels=LABELS, label_names=NAMES, seen_mask=SEEN, problems=extra)
+    with pytest.raises(DataError) as info:
+        finalize_dataset(**kw)
+    msg = str(info.value)
+    assert "list.txt:7: unknown label 'zz'" in msg and "gone.jpg: image file not found" in msg and "skip_bad" in msg
+    with caplog.at_level(logging.WARNING):
+        ds = finalize_dataset(**kw, skip_bad=True)
+    assert ds.paths == [paths[2]] and len(ds.skipped) == 2
+    np.testing.assert_array_equal(ds.dense_labels(), LABELS[[2]])
+    assert "skip_bad" in caplog.text
+
+
+def test_contract_checks(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="duplicate label name 'a'"):
+        MultiLabelDataset(["x"], np.ones((1, 2), np.int8), ["a", "a"], [True, True])
+    with pytest.raises(ValueError, match="shape"):
+        MultiLabelDataset(["x"], np.ones((1, 3), np.int8), ["a", "b"], [True, True])
+    with pytest.raises(ValueError, match="label values"):
+        MultiLabelDataset(["x"], np.full((1, 2), 2, np.int8), ["a", "b"], [True, True])
+
+
+def test_load_error_names_the_file_and_check_images_finds_broken_ones(tmp_path: Path, make_image) -> None:
+    paths = _images(tmp_path, make_image, 2)
+    truncated = Path(paths[1])
+    truncated.write_bytes(truncated.read_bytes()[:60])
+    ds = MultiLabelDataset(paths, LABELS[:2], NAMES, SEEN)
+    with pytest.raises(DataError, match="img1.jpg"):
+        ds[1]
+    problems = check_images(ds, decode=True)
+    assert [p.file for p in problems] == [paths[1]]
+    assert [p.file for p in check_images(ds, decode=False, progress=True)] == [paths[1]]  # verify() sees the cut too
+    assert check_images(MultiLabelDataset(paths[:1], LABELS[:1], NAMES, SEEN)) == []
+
+
+def test_transform_is_applied(tmp_path: Path, make_image) -> None:
+    paths = _images(tmp_path, make_image, 1)
+    ds = MultiLabelDataset(paths, LABELS[:1], NAMES, SEEN, transform=lambda img: torch.zeros(3, 2, 2))
+    assert ds[0]["image"].shape == (3, 2, 2)
+
+
+# ---------------------------------------------------------------------------- build_dataset
+def _listing(tmp_path: Path, make_image) -> Path:
+    make_image(tmp_path / "x.jpg")
+    (tmp_path / "test.jsonl").write_text('{"image": "x.jpg", "labels": ["a"]}\n')
+    (tmp_path / "seen.txt").write_text("a\nb\n")
+    return tmp_path
+
+
+def test_build_dataset_passes_root_options_and_skip_bad(tmp_path: Path, make_image) -> None:
+    root = _listing(tmp_path, make_image)
+    ds = build_dataset(DataCfg(name="jsonl", root=str(root), options={"missing_as": "unknown"}), "test", None)
+    assert ds.dense_labels().tolist() == [[POSITIVE, IGNORE_LABEL]]
+    ds = build_dataset(DataCfg(name="jsonl", root=str(root)), "test", None)
+    assert ds.dense_labels().tolist() == [[POSITIVE, NEGATIVE]]
+
+
+def test_build_dataset_rejects_unknown_names_options_and_splits(tmp_path: Path, make_image) -> None:
+    root = _listing(tmp_path, make_image)
+    with pytest.raises(ValueError, match=r"unknown option data\.options\.colour; valid options: .*missing_as"):
+        build_dataset(DataCfg(name="jsonl", root=str(root), options={"colour": 1}), "test", None)
+    with pytest.raises(ValueError, match=r"set data\.root instead"):
+        build_dataset(DataCfg(name="jsonl", root=str(root), options={"root": "x"}), "test", None)
+    with pytest.raises(ValueError, match=r"unknown dataset 'nope'; valid names: .*coco.*nus_wide.*open_images"):
+        build_dataset(DataCfg(name="nope"), "test", None)
+    with pytest.raises(ValueError, match="unknown split 'val'"):
+        build_dataset(DataCfg(name="jsonl", root=str(root)), "val", None)
+    with pytest.raises(ValueError, match=r"data\.root"):
+        build_dataset(DataCfg(name="jsonl", root=None), "test", None)
+
+
+def test_every_reader_module_registers_its_names() -> None:
+    for name in list_datasets():
+        cfg = DataCfg(name=name, root="/nonexistent", options={"__probe__": 1})
+        with pytest.raises(ValueError, match="__probe__"):  # imported and found; the option is refused
+            build_dataset(cfg, "test", None)
+        assert name in DATASETS
+
+
+def test_registering_a_name_twice_fails() -> None:
+    import c2srt.data.folder  # noqa: F401 - registers "coco"
+    from c2srt.data import register_dataset
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_dataset("coco")(lambda split, **kw: None)

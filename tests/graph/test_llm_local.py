@@ -1,0 +1,67 @@
+"""The real local LLM (Gemma 3 270M from the packaged GGUF): cache, batched scoring, a tiny build.
+
+One real run, kept small (5 labels, 4 candidates each). The converted model is cached under a
+session temp dir, never in the user's home.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from c2srt.graph import build_graph
+from c2srt.graph import llm as llm_mod
+from c2srt.graph.llm import LOCAL_MODEL_DIRNAME, LocalLMScorer
+
+LABELS = ["dog", "cat", "fork", "knife", "traffic light"]
+
+
+@pytest.fixture(scope="session")
+def gemma_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("c2srt-cache")
+
+
+def _brute_force_logprob(model: object, tok: object, prefix: str, cont: str) -> float:
+    """Sum of log p(token) over `cont`, from one unpadded full-sequence forward pass."""
+    p = tok(prefix).input_ids
+    c = tok(cont, add_special_tokens=False).input_ids
+    ids = torch.tensor([p + c])
+    with torch.no_grad():
+        logp = model(input_ids=ids).logits[0].float().log_softmax(-1)  # [L, vocab]
+    return float(sum(logp[len(p) - 1 + k, c[k]] for k in range(len(c))))
+
+
+@pytest.mark.slow
+def test_local_gemma_build(gemma_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(llm_mod.CACHE_ENV, raising=False)
+    scorer = LocalLMScorer(cache_dir=gemma_cache)
+    cached = gemma_cache / LOCAL_MODEL_DIRNAME
+    assert (cached / "config.json").is_file() and not list(gemma_cache.glob(f".{LOCAL_MODEL_DIRNAME}.*"))
+    assert "quantization_config" not in (cached / "config.json").read_text()
+
+    # Batched, padded, cache-sharing scoring equals plain one-sequence forward passes.
+    items = [("In this photo there is a traffic light and a", [" stop sign", " cat"]), ("In this photo there is a dog and a", [" cat", " traffic light", " knife"])]
+    got = scorer.continuation_logprobs(items)
+    for (prefix, conts), row in zip(items, got):
+        want = [_brute_force_logprob(scorer.model, scorer.tokenizer, prefix, c) for c in conts]
+        np.testing.assert_allclose(row, want, atol=2e-3)
+
+    # A second scorer on the same cache loads the saved copy instead of converting the GGUF again.
+    def _no_rebuild(target: Path) -> None:
+        raise AssertionError("the cache was rebuilt")
+
+    monkeypatch.setattr(llm_mod, "_build_local_cache", _no_rebuild)
+    monkeypatch.setenv(llm_mod.CACHE_ENV, str(gemma_cache))
+    again = LocalLMScorer()  # cache root from $C2SRT_CACHE
+    g = build_graph(LABELS, seen=LABELS[:3], source="llm", candidates=4, scorer=again)
+    assert g.provenance["llm_backend"] == "local" and g.provenance["mode"] == "pmi" and g.provenance["candidates"] == 4
+    assert g.provenance["parameters"]["relative_cut"] == pytest.approx(0.8)
+    for cat in LABELS:
+        for n, w in g.neighbors(cat):
+            assert n != cat and 0.0 < w <= 1.0
+    assert g.num_edges >= 1
+    assert "knife" in [n for n, _ in g.neighbors("fork")]  # the one relation a 270M model cannot miss
+    assert sum(g.report["dropped"][r] for r in ("unknown_name", "duplicate", "self_loop", "out_of_range", "malformed")) == 0

@@ -1,0 +1,354 @@
+"""The local web page: pure helpers without a browser, then the page itself in headless Chromium.
+
+The browser test starts the server on a free loopback port with the tiny random checkpoint, tags a
+real photo, opens a region heatmap, tries a non-image and an empty vocabulary, and fails if the page
+requests anything from a host other than 127.0.0.1. Set C2SRT_SCREENSHOT=path to save a screenshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from c2srt.serve import (
+    MAX_IMAGE_SIDE,
+    MAX_VOCABULARY,
+    TaggedImage,
+    check_host,
+    heatmap,
+    is_loopback,
+    open_upload,
+    parse_vocabulary,
+    results_html,
+    shown_labels,
+)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VOCAB = "person, bus, dog, cat, tennis racket, tie"  # all in the tiny checkpoint's graph
+PAGE_TIMEOUT_MS = 30_000
+
+
+# ------------------------------------------------------------------------ pure helpers
+def test_parse_vocabulary_splits_trims_and_dedupes() -> None:
+    assert parse_vocabulary("dog, cat\n  grass ,,dog\r\ntennis   racket\n") == ["dog", "cat", "grass", "tennis racket"]
+    assert parse_vocabulary("single") == ["single"]
+
+
+@pytest.mark.parametrize("text", ["", "   ", ",,\n , ", None])
+def test_parse_vocabulary_rejects_empty(text: str | None) -> None:
+    with pytest.raises(ValueError, match="vocabulary is empty"):
+        parse_vocabulary(text)
+
+
+def test_parse_vocabulary_rejects_huge() -> None:
+    with pytest.raises(ValueError, match=str(MAX_VOCABULARY)):
+        parse_vocabulary(",".join(f"label{i}" for i in range(MAX_VOCABULARY + 1)))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "LOCALHOST", "::1", "[::1]"])
+def test_loopback_hosts_are_allowed(host: str) -> None:
+    assert is_loopback(host)
+    check_host(host)  # no error, no flag needed
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.5", "example.com", "10.0.0.1"])
+def test_remote_hosts_need_the_flag(host: str, caplog: pytest.LogCaptureFixture) -> None:
+    assert not is_loopback(host)
+    with pytest.raises(ValueError, match="allow_remote"):
+        check_host(host)
+    with caplog.at_level(logging.WARNING, logger="c2srt.serve"):
+        check_host(host, allow_remote=True)
+    assert any(host in r.getMessage() for r in caplog.records)
+
+
+def test_open_upload_shrinks_large_images(tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    Image.new("RGB", (2000, 1500), (10, 20, 30)).save(path)
+    img = open_upload(path)
+    assert img.size == (MAX_IMAGE_SIDE, 768)  # longest side 1024, aspect 4:3 kept
+    small = tmp_path / "small.png"
+    Image.new("RGB", (40, 30)).save(small)
+    assert open_upload(small).size == (40, 30)
+
+
+def test_open_upload_names_the_uploaded_file(tmp_path: Path) -> None:
+    path = tmp_path / "gradio-tmp-123" / "notes.jpg"
+    path.parent.mkdir()
+    path.write_text("not an image, just text\n")
+    with pytest.raises(ValueError, match=r"^notes\.jpg: not a readable image") as err:
+        open_upload(path, "notes.jpg")
+    assert "gradio-tmp-123" not in str(err.value)
+
+
+def test_unique_names_keep_repeated_uploads_apart() -> None:
+    from c2srt.serve import unique_names
+
+    assert unique_names(["/a/x.jpg", "/b/x.jpg", "/c/y.png", "/d/x.jpg"]) == ["x.jpg", "x.jpg (2)", "y.png", "x.jpg (3)"]
+
+
+def _item(ranked: list[tuple[str, float]], weights: np.ndarray | None = None, size=(40, 20)) -> TaggedImage:
+    names = [n for n, _ in ranked]
+    return TaggedImage(
+        name="x.jpg",
+        image=Image.new("RGB", size, (100, 100, 100)),
+        vocabulary=sorted(names),
+        ranked=ranked,
+        counts={n: 1 for n in names},
+        weights=weights,
+    )
+
+
+def test_shown_labels_top_then_threshold() -> None:
+    it = _item([("a", 0.9), ("b", 0.5), ("c", 0.1), ("d", -0.3)])
+    assert shown_labels(it, None, None) == it.ranked
+    assert shown_labels(it, None, 2) == [("a", 0.9), ("b", 0.5)]
+    assert shown_labels(it, 0.1, None) == [("a", 0.9), ("b", 0.5), ("c", 0.1)]  # at the threshold is kept
+    assert shown_labels(it, 0.6, 3) == [("a", 0.9)]
+    assert shown_labels(it, 1.0, None) == []
+
+
+def test_results_html_escapes_labels() -> None:
+    it = _item([("<script>x</script>", 0.5), ("b&c", 0.1)])
+    page = results_html([it], None, None)
+    assert "<script>" not in page and "&lt;script&gt;" in page and "b&amp;c" in page
+    assert page.count("class='c2srt-row'") == 2
+    assert results_html([it], 0.2, None).count("class='c2srt-row'") == 1
+
+
+def test_heatmap_lights_the_selected_patch() -> None:
+    # A 40x20 grey image: the model's centre crop is the square x in [10, 30), y in [0, 20),
+    # seen as a 2x2 patch grid of 10 px cells. Only the bottom-right patch (index 3) is selected.
+    weights = np.zeros((4, 2), dtype=np.float32)  # [N, K], vocabulary order ["a", "b"]
+    weights[3, 0] = 0.7
+    it = _item([("a", 0.9), ("b", 0.2)], weights)
+    pic, caption = heatmap(it, "a", image_size=224)
+    assert pic.shape == (20, 40, 3) and pic.dtype == np.uint8
+    outside = pic[:, :10].reshape(-1, 3)
+    unselected = pic[0:10, 10:30].reshape(-1, 3)
+    selected = pic[10:20, 20:30].reshape(-1, 3)
+    assert (outside == int(100 * 0.2)).all()  # DIM_OUTSIDE
+    assert (unselected == int(100 * 0.45)).all()  # DIM_UNSELECTED
+    expected = (np.array([100.0] * 3) * 0.4 + np.array([255.0, 200.0, 0.0]) * 0.6).astype(np.uint8)  # full weight
+    assert (np.abs(selected.astype(int) - expected.astype(int)) <= 1).all()
+    assert "1 of 4 patches" in caption and "0.900" in caption
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        heatmap(it, "zebra", image_size=224)
+
+
+def test_build_app_names_the_extra_when_gradio_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from c2srt.serve import build_app
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # makes `import gradio` raise ImportError
+    with pytest.raises(ImportError, match=r"pip install c2srt\[serve\]"):
+        build_app(object())  # type: ignore[arg-type]
+
+
+def test_serve_refuses_a_remote_host_and_a_missing_model(tmp_path: Path) -> None:
+    from c2srt.serve import serve
+
+    with pytest.raises(ValueError, match="allow_remote"):  # checked before the model is loaded
+        serve(tmp_path / "never-read.safetensors", host="0.0.0.0")
+    with pytest.raises(ValueError, match="exactly one"):
+        serve()
+
+
+# ----------------------------------------------------------------- with the tiny model
+@pytest.fixture(scope="module")
+def recognizer(tiny_checkpoint: Path):
+    from c2srt.predict import Recognizer
+
+    return Recognizer.from_checkpoint(tiny_checkpoint)
+
+
+def test_tag_images_ranks_like_predict(recognizer, photos: Path) -> None:
+    """The page's ranking is `Recognizer.predict`'s, and neighbours are the graph's, within the vocabulary."""
+    from c2srt.serve import graph_for, tag_images
+
+    labels = parse_vocabulary(VOCAB)
+    imgs = [(p.name, open_upload(p)) for p in sorted(photos.glob("*.jpg"))[:2]]
+    items = tag_images(recognizer, imgs, labels)
+    assert [it.name for it in items] == [n for n, _ in imgs]
+    for (_, img), it in zip(imgs, items):
+        ref = recognizer.predict([img], labels, top=None)[0]
+        assert [n for n, _ in it.ranked] == [n for n, _ in ref.labels]
+        np.testing.assert_allclose([s for _, s in it.ranked], [s for _, s in ref.labels], rtol=1e-5, atol=1e-6)
+        assert [s for _, s in it.ranked] == sorted((s for _, s in it.ranked), reverse=True)
+        assert it.weights is not None and it.weights.shape[1] == len(labels)  # [N, K]
+        assert set(it.counts) == set(labels)
+    graph = graph_for(recognizer, labels)
+    for name in labels:  # brute force over the graph's own lists
+        expect = sorted(((n, w) for n, w in graph.neighbors(name) if n in labels), key=lambda p: (-p[1], p[0]))
+        assert items[0].neighbors[name] == expect
+        assert all(0 < w <= 1 for _, w in expect)
+
+
+# --------------------------------------------------------------------------- browser
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    """/usr/bin/chromium, installed with apt-get when missing and we are root (as in CI)."""
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    if not CHROMIUM.exists():
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            pytest.skip("/usr/bin/chromium is missing and cannot be installed here (needs root and apt-get)")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium", "chromium-driver"]):
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                pytest.skip(f"could not install Chromium ({' '.join(cmd)}): {done.stderr.strip()[-300:]}")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def page_url(recognizer):
+    pytest.importorskip("gradio", reason="gradio is not installed (pip install c2srt[serve])")
+    from c2srt.serve import build_app, launch_app
+
+    app = build_app(recognizer)
+    url = launch_app(app, host="127.0.0.1", port=_free_port(), block=False)
+    yield url
+    app.close()
+
+
+def _settled_text(page, selector: str) -> str:
+    """The element's text once Gradio's progress overlay ("processing | 0.3s", "queue") has gone."""
+    page.wait_for_function(
+        "s => { const t = document.querySelector(s).innerText; return !/processing|queue:/.test(t); }", arg=selector
+    )
+    return page.locator(selector).inner_text()
+
+
+def _remote_host(url: str) -> str:
+    """The host a request goes to when it leaves this machine; "" for loopback, data: and blob: URLs."""
+    parts = urlsplit(url)
+    if parts.scheme in ("data", "blob", "about"):
+        return ""
+    host = parts.hostname or url
+    return "" if is_loopback(host) else host
+
+
+def _upload(page, *paths: Path) -> None:
+    """Replace the page's files (the File component appends uploads, so clear it first)."""
+    clear = page.locator("#c2srt-files button[aria-label='Clear']")
+    if clear.count():
+        clear.click()
+    page.set_input_files("#c2srt-files input[type=file]", [str(p) for p in paths])
+    page.wait_for_function(  # the list may split a name into stem and suffix: compare without white space
+        "names => { const t = document.querySelector('#c2srt-files').innerText.replace(/\\s/g, '');"
+        " return names.every(n => t.includes(n)); }",
+        arg=[p.name for p in paths],
+    )
+
+
+def _answers(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=10) as r:  # loopback only
+        return r.status == 200
+
+
+@pytest.mark.slow
+def test_page_in_a_browser(chromium: Path, page_url: str, photos: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    t0 = time.monotonic()
+    hosts: set[str] = set()
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("this is a text file with a .jpg name\n")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            page.set_default_timeout(PAGE_TIMEOUT_MS)
+            page.on("request", lambda r: hosts.add(_remote_host(r.url)))
+            page.goto(page_url)
+            tag = page.locator("#c2srt-tag")
+
+            # 1. a real photo and a vocabulary: ranked labels appear, best first
+            _upload(page, photos / "bus.jpg")
+            page.fill("#c2srt-vocab textarea", VOCAB.replace(", ", "\n"))
+            tag.click()
+            page.wait_for_selector("#c2srt-results .c2srt-row")
+            labels = page.locator("#c2srt-results .c2srt-label").all_inner_texts()
+            scores = [float(s) for s in page.locator("#c2srt-results .c2srt-score").all_inner_texts()]
+            assert sorted(labels) == sorted(parse_vocabulary(VOCAB))
+            assert scores == sorted(scores, reverse=True)
+            assert "Tagged 1 image(s) with 6 labels" in _settled_text(page, "#c2srt-status")
+
+            # 2. the heatmap of the best label is shown; open another label's
+            page.wait_for_selector("#c2srt-heatmap img")
+            assert _settled_text(page, "#c2srt-caption").startswith(labels[0])
+            other = labels[2]
+            page.locator("#c2srt-label input").click()
+            page.locator("ul[role='listbox'] li", has_text=other).first.click()
+            page.wait_for_function(
+                "l => document.querySelector('#c2srt-caption').innerText.startsWith(l)", arg=other
+            )
+            assert "patches selected" in _settled_text(page, "#c2srt-caption")
+            page.wait_for_selector("#c2srt-neighbors .c2srt-neighbor, #c2srt-neighbors p")
+            if shot := os.environ.get("C2SRT_SCREENSHOT"):
+                page.wait_for_timeout(500)  # let the image finish fading in
+                page.screenshot(path=shot, full_page=True)
+
+            # 3. the threshold slider filters the list
+            n_before = page.locator("#c2srt-results .c2srt-row").count()
+            page.locator("#c2srt-threshold input[type=number]").fill(f"{scores[1]:.3f}")
+            page.locator("#c2srt-threshold input[type=number]").press("Enter")
+            page.wait_for_function(
+                "n => document.querySelectorAll('#c2srt-results .c2srt-row').length < n", arg=n_before
+            )
+            kept = [float(s) for s in page.locator("#c2srt-results .c2srt-score").all_inner_texts()]
+            assert kept and all(s >= round(scores[1], 3) - 1e-3 for s in kept)
+
+            # 4. a text file named .jpg: a clear message, no traceback
+            _upload(page, bad, photos / "cat.jpg")
+            tag.click()
+            page.wait_for_function("() => document.querySelector('#c2srt-status').innerText.includes('notes.jpg')")
+            text = _settled_text(page, "#c2srt-status")
+            assert "notes.jpg: not a readable image" in text and "Traceback" not in text
+            assert "Tagged 1 image(s)" in text  # the good one in the same upload still is
+            assert page.locator("#c2srt-results .c2srt-error").count() == 1
+            assert page.locator("#c2srt-results h4").all_inner_texts() == ["notes.jpg", "cat.jpg"]  # upload order
+
+            # 5. an empty vocabulary: a clear message
+            page.fill("#c2srt-vocab textarea", " , \n")
+            tag.click()
+            page.wait_for_function("() => document.querySelector('#c2srt-status').innerText.includes('vocabulary is empty')")
+            assert "Traceback" not in page.inner_text("body")
+
+            # 6. the server still answers, and tags again
+            assert _answers(page_url)
+            page.fill("#c2srt-vocab textarea", "cat, dog")
+            tag.click()
+            page.wait_for_function("() => document.querySelector('#c2srt-status').innerText.includes('with 2 labels')")
+            assert page.locator("#c2srt-results .c2srt-row").count() == 2  # cat.jpg x {cat, dog}
+        finally:
+            browser.close()
+    remote = sorted(h for h in hosts if h)
+    assert not remote, f"the page fetched from non-loopback hosts: {remote}"
+    assert time.monotonic() - t0 < 60
