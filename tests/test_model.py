@@ -1,0 +1,140 @@
+"""The composed model in every ablation mode on the tiny backbone: shapes, gradients, open vocabulary."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from c2srt.config import HeadCfg, IstCfg, ModelCfg
+from c2srt.graph import build_graph
+from c2srt.losses import distillation_loss, ranking_loss
+from c2srt.model import C2SRT, LabelSet, create_model
+
+SEEN = ["dog", "cat", "car", "bus", "sky", "tree"]
+UNSEEN = ["horse", "boat", "grass"]
+MODES = list(itertools.product(["mkt", "isr"], ["off", "label", "image"], [True, False]))
+
+
+def _model(head: str = "isr", ist: str = "off", distill: bool = True, **kw) -> C2SRT:
+    torch.manual_seed(0)
+    cfg = ModelCfg(
+        backbone="test-tiny",
+        pretrained=None,
+        distill=distill,
+        trainable_blocks=1,
+        head=HeadCfg(name=head, topk=4, k_max=8, tau=0.1),
+        ist=IstCfg(mode=ist, hidden=32, image_chunk=2),
+        **kw,
+    )
+    return create_model(cfg)
+
+
+def _graph(model: C2SRT):
+    def encode(names):
+        with torch.no_grad():
+            return model.label_encoder.encode_labels(names).numpy()
+
+    return build_graph(SEEN + UNSEEN, seen=SEEN, source="embedding", encoder=encode)
+
+
+@pytest.mark.parametrize(("head", "ist", "distill"), MODES)
+def test_forward_backward_in_every_ablation_mode(head: str, ist: str, distill: bool) -> None:
+    model = _model(head, ist, distill).train()
+    graph = _graph(model) if ist != "off" else None
+    images = torch.randn(3, 3, 32, 32)
+    target = torch.tensor([[1, -1, 0, -1, 1, -1], [-1, 1, -1, 0, -1, 1], [1, 1, -1, -1, -1, -1]])
+    out = model(images, model.label_set(SEEN, graph), with_teacher=distill)
+    assert out.logits.shape == (3, len(SEEN)) and torch.isfinite(out.logits).all()
+    assert out.counts.shape == (3, len(SEEN))
+    loss = ranking_loss(out.logits, target)
+    if distill:
+        assert out.g_teacher is not None and out.g_teacher.shape == out.g.shape
+        loss = loss + distillation_loss(out.g, out.g_teacher)
+    else:
+        assert model.backbone.teacher is None and out.g_teacher is None
+    loss.backward()
+    frozen_with_grad = [n for n, p in model.named_parameters() if not p.requires_grad and p.grad is not None]
+    assert frozen_with_grad == []
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert not any(n.startswith(("label_encoder.clip.", "backbone.teacher.")) for n in trainable)
+    assert not any("resblocks.0." in n for n in trainable)  # only the last block trains
+    assert model.backbone.visual.proj.grad is not None
+    if ist != "off":
+        assert any(n.startswith("ist.") for n in trainable)
+        assert model.ist.in_proj[0].weight.grad is not None or ist == "label"
+
+
+@pytest.mark.parametrize(("head", "ist"), [("mkt", "off"), ("isr", "label"), ("isr", "image")])
+def test_unseen_labels_are_scored_without_retraining(head: str, ist: str) -> None:
+    """K at test time differs from training: seen + unseen labels (and the bigger graph) just work."""
+    model = _model(head, ist).eval()
+    graph = _graph(model) if ist != "off" else None
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        train_k = model(images, model.label_set(SEEN, graph)).logits
+        test_k = model(images, model.label_set(SEEN + UNSEEN, graph)).logits
+        again = model(images, model.label_set(SEEN + UNSEEN, graph)).logits
+    assert train_k.shape == (2, 6) and test_k.shape == (2, 9) and torch.isfinite(test_k).all()
+    torch.testing.assert_close(test_k, again, rtol=0, atol=0)  # deterministic in eval mode
+
+
+def test_permuting_the_vocabulary_permutes_the_scores() -> None:
+    model = _model("isr", "image").eval()
+    graph = _graph(model)
+    names = SEEN + UNSEEN
+    perm = [4, 0, 8, 2, 6, 1, 7, 3, 5]
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        a = model(images, model.label_set(names, graph)).logits
+        b = model(images, model.label_set([names[i] for i in perm], graph)).logits
+    torch.testing.assert_close(b, a[:, perm], rtol=1e-5, atol=1e-5)
+
+
+def test_label_mode_cache_follows_training() -> None:
+    model = _model("isr", "label").eval()
+    graph = _graph(model)
+    labels = model.label_set(SEEN, graph)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        before = model(images, labels).logits
+    torch.nn.init.normal_(model.ist.out_proj.weight)  # "training" changed the GAT
+    model.train()
+    model.eval()  # switching modes drops the cached refined labels
+    with torch.no_grad():
+        after = model(images, labels).logits
+    assert not torch.allclose(before, after)
+
+
+def test_clear_errors_for_bad_vocabularies() -> None:
+    model = _model("isr", "image")
+    with pytest.raises(ValueError, match="category graph"):
+        model.label_set(SEEN)
+    with pytest.raises(ValueError, match="duplicate"):
+        _model().label_set(["dog", "cat", "dog"])
+    with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
+        _model()(torch.randn(3, 32, 32), SEEN)
+
+
+def test_return_weights_gives_a_distribution_per_label() -> None:
+    model = _model("isr").eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 32, 32), LabelSet(SEEN, model.label_encoder.encode_labels(SEEN)), return_weights=True)
+    assert out.weights.shape == (2, 16, 6)
+    torch.testing.assert_close(out.weights.sum(1), torch.ones(2, 6))
+    assert torch.equal((out.weights > 0).sum(1), out.counts)
+
+
+def test_zero_shot_is_clip_cosine() -> None:
+    model = _model("mkt", distill=False).eval()
+    images = torch.randn(2, 3, 32, 32)
+    g, _ = model.backbone.encode_image(images)
+    text = model.label_encoder.encode_labels(SEEN)
+    expected = torch.nn.functional.normalize(g, dim=-1) @ text.T
+    torch.testing.assert_close(model.zero_shot(images, SEEN), expected)
+
+
+def test_unknown_head_lists_the_valid_names() -> None:
+    with pytest.raises(ValueError, match="isr.*mkt|mkt.*isr"):
+        create_model(ModelCfg(backbone="test-tiny", pretrained=None, head=HeadCfg(name="nope")))
