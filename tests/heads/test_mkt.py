@@ -43,9 +43,10 @@ def test_feature_path_scores_the_same_and_pools_the_top_patches() -> None:
     torch.testing.assert_close(full.weights.sum(1), torch.ones(2, 6))
 
 
-def test_topk_weights_break_ties_by_index() -> None:
-    w = topk_patch_weights(torch.zeros(1, 5, 1), 2)
-    assert w[0, :, 0].tolist() == [0.5, 0.5, 0.0, 0.0, 0.0]
+def test_topk_weights_pick_the_most_similar_patches() -> None:
+    sim = torch.tensor([[[0.1, 0.9, -0.3, 0.5, 0.2], [1.0, 0.0, 0.0, 0.0, 2.0]]])  # [B=1, K=2, N=5]
+    w = topk_patch_weights(sim, 2)
+    assert w.tolist() == [[[0.0, 0.5, 0.0, 0.5, 0.0], [0.5, 0.0, 0.0, 0.0, 0.5]]]
 
 
 def test_k_larger_than_the_patch_count_uses_every_patch() -> None:

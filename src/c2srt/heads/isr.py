@@ -74,22 +74,33 @@ def select_patches(
         raise ValueError(f"tau must be > 0, got {tau}")
     if pool not in ("weighted", "mean"):
         raise ValueError(f"pool must be 'weighted' or 'mean', got {pool!r}")
-    n_patches = sim.shape[1]
-    prob = torch.softmax(sim.float() / tau, dim=1)  # [B, P, C]
-    sorted_p, order = prob.sort(dim=1, descending=True, stable=True)  # [B, P, C] each
-    # mass strictly before each rank, in float64 so the cut does not depend on summation order
-    mass = sorted_p.double().cumsum(1)  # [B, P, C]
-    before = torch.cat([torch.zeros_like(mass[:, :1]), mass[:, :-1]], dim=1)  # exclusive cumsum
-    counts = (before < alpha).sum(1)  # [B, C]: smallest prefix reaching alpha
-    counts = counts.clamp(min=min(k_min, n_patches), max=min(k_max, n_patches))
-    ranks = torch.arange(n_patches, device=sim.device).view(1, n_patches, 1)  # [1, P, 1]
-    keep_sorted = ranks < counts.unsqueeze(1)  # [B, P, C]
-    keep = torch.zeros_like(keep_sorted).scatter_(1, order, keep_sorted)  # back to patch order
+    weights, counts = _select_last(sim.transpose(1, 2), alpha, k_max, k_min, tau, pool, eps)  # [B, C, P]
+    return weights.transpose(1, 2), counts  # [B, C, P] -> [B, P, C]
+
+
+def _select_last(
+    sim: torch.Tensor, alpha: float, k_max: int, k_min: int, tau: float, pool: str, eps: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`select_patches` with patches on the last axis ([B, C, P]), where sorting is contiguous and fast."""
+    sim = sim.float().contiguous()
+    n_patches = sim.shape[-1]
+    k_hi = min(k_max, n_patches)
+    prob = torch.softmax(sim / tau, dim=-1)  # [B, C, P]
+    sorted_p, order = prob.sort(dim=-1, descending=True, stable=True)  # [B, C, P] each
+    # mass strictly before each of the first k_max ranks (no prefix is longer), in float64 so the
+    # cut does not depend on summation order
+    top = sorted_p[..., :k_hi].double()  # [B, C, k_hi]
+    before = top.cumsum(-1) - top  # exclusive cumulative sum
+    counts = (before < alpha).sum(-1)  # [B, C]: smallest prefix reaching alpha, capped at k_max
+    counts = counts.clamp(min=min(k_min, n_patches))
+    ranks = torch.arange(n_patches, device=sim.device)  # [P]
+    keep_sorted = ranks < counts.unsqueeze(-1)  # [P] < [B, C, 1] -> [B, C, P]
+    keep = torch.zeros_like(keep_sorted).scatter_(-1, order, keep_sorted)  # back to patch order
     if pool == "mean":
-        weights = keep.float() / counts.unsqueeze(1).float()  # [B, P, C] / [B, 1, C]
+        weights = keep.float() / counts.unsqueeze(-1).float()  # [B, C, P] / [B, C, 1]
     else:
-        kept = prob * keep  # [B, P, C]
-        weights = kept / kept.sum(1, keepdim=True).clamp_min(eps)
+        kept = prob * keep  # [B, C, P]
+        weights = kept / kept.sum(-1, keepdim=True).clamp_min(eps)
     return weights, counts
 
 
@@ -135,15 +146,15 @@ class IsrHead(nn.Module):
         g, patches, text = normalize_inputs(g, patches, text)
         local, f_img, counts, weights = [], [], [], []
         for sl in label_chunks(text.shape[0], self.label_chunk):
-            sim = torch.einsum("bnd,kd->bnk", patches, text[sl])  # [B, N, D] x [Kc, D] -> [B, N, Kc]
-            w, n = select_patches(sim, self.alpha, self.k_max, self.k_min, self.tau, pool=self.pool)
-            local.append((w * sim).sum(1))  # <f_L, t_c>: [B, N, Kc] -> [B, Kc]
+            sim = torch.einsum("bnd,kd->bkn", patches, text[sl])  # [B, N, D] x [Kc, D] -> [B, Kc, N]
+            w, n = _select_last(sim, self.alpha, self.k_max, self.k_min, self.tau, self.pool, DEFAULT_EPS)
+            local.append((w * sim).sum(-1))  # <f_L, t_c>: [B, Kc, N] -> [B, Kc]
             counts.append(n)
             if need_features:
-                f_loc = torch.einsum("bnk,bnd->bkd", w, patches)  # [B, N, Kc] x [B, N, D] -> [B, Kc, D]
+                f_loc = torch.bmm(w, patches)  # [B, Kc, N] x [B, N, D] -> [B, Kc, D]
                 f_img.append(0.5 * (f_loc + g.unsqueeze(1).expand_as(f_loc)))
             if return_weights:
-                weights.append(w)
+                weights.append(w.transpose(1, 2))  # [B, Kc, N] -> [B, N, Kc]
         glob = torch.einsum("bd,kd->bk", g, text)  # [B, D] x [K, D] -> [B, K]
         return HeadOutput(
             fuse_scores(torch.cat(local, 1), glob),

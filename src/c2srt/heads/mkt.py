@@ -21,16 +21,16 @@ from .base import HeadOutput, fuse_scores, label_chunks, normalize_inputs, regis
 
 
 def topk_patch_weights(sim: torch.Tensor, k: int) -> torch.Tensor:
-    """Uniform weights 1/k on each label's k most similar patches (ties: lower patch index first).
+    """Uniform weights 1/k on each label's k most similar patches, patches on the last axis.
+
+    Exactly tied similarities are broken as `torch.topk` breaks them (as MKT's code does).
 
     Shapes:
-        sim [B, N, K] -> weights [B, N, K], each [B, :, K] column summing to 1.
+        sim [B, K, N] -> weights [B, K, N], each [b, c, :] summing to 1.
     """
-    k = min(k, sim.shape[1])
-    # a stable descending sort breaks ties by patch index, which topk does not promise
-    order = sim.argsort(dim=1, descending=True, stable=True)[:, :k]  # [B, k, K]
-    weights = torch.zeros_like(sim)
-    return weights.scatter_(1, order, 1.0 / k)  # [B, N, K]
+    k = min(k, sim.shape[-1])
+    idx = sim.topk(k, dim=-1).indices  # [B, K, k]
+    return torch.zeros_like(sim).scatter_(-1, idx, 1.0 / k)  # [B, K, N]
 
 
 class MktHead(nn.Module):
@@ -68,17 +68,17 @@ class MktHead(nn.Module):
         k = min(self.topk, patches.shape[1])
         local, f_img, weights = [], [], []
         for sl in label_chunks(text.shape[0], self.label_chunk):
-            sim = torch.einsum("bnd,kd->bnk", patches, text[sl])  # [B, N, D] x [Kc, D] -> [B, N, Kc]
+            sim = torch.einsum("bnd,kd->bkn", patches, text[sl])  # [B, N, D] x [Kc, D] -> [B, Kc, N]
             if need_features or return_weights:
-                w = topk_patch_weights(sim, k)  # [B, N, Kc]
-                local.append((w * sim).sum(1))  # [B, N, Kc] -> [B, Kc]
+                w = topk_patch_weights(sim, k)  # [B, Kc, N]
+                local.append((w * sim).sum(-1))  # [B, Kc, N] -> [B, Kc]
                 if need_features:
-                    f_loc = torch.einsum("bnk,bnd->bkd", w, patches)  # -> [B, Kc, D]
+                    f_loc = torch.bmm(w, patches)  # [B, Kc, N] x [B, N, D] -> [B, Kc, D]
                     f_img.append(0.5 * (f_loc + g.unsqueeze(1).expand_as(f_loc)))
                 if return_weights:
-                    weights.append(w)
-            else:  # scoring only: no [B, N, K] weight tensor needed
-                local.append(sim.topk(k, dim=1).values.mean(1))  # [B, k, Kc] -> [B, Kc]
+                    weights.append(w.transpose(1, 2))  # [B, Kc, N] -> [B, N, Kc]
+            else:  # scoring only: no weight tensor needed
+                local.append(sim.topk(k, dim=-1).values.mean(-1))  # [B, Kc, k] -> [B, Kc]
         glob = torch.einsum("bd,kd->bk", g, text)  # [B, D] x [K, D] -> [B, K]
         logits = fuse_scores(torch.cat(local, 1), glob)
         counts = torch.full(logits.shape, k, dtype=torch.long, device=logits.device)
