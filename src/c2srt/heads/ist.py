@@ -23,6 +23,7 @@ The GAT weights are shared across nodes, so a graph with more (unseen) nodes at 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -76,8 +77,6 @@ class IstModule(nn.Module):
         norm_layer: type[nn.Module] = nn.LayerNorm,
     ) -> None:
         super().__init__()
-        from torch_geometric.nn import GATv2Conv
-
         if mode not in MODES:
             raise ValueError(f"IST mode must be one of {MODES}, got {mode!r}")
         if hidden % heads:
@@ -86,10 +85,15 @@ class IstModule(nn.Module):
         self.image_chunk = max(1, image_chunk)
         in_dim = 2 * embed_dim if mode == "image" else embed_dim
         self.in_proj = nn.Sequential(nn.Linear(in_dim, hidden), act_layer(), nn.Linear(hidden, hidden))
-        self.convs = nn.ModuleList(
-            GATv2Conv(hidden, hidden // heads, heads=heads, edge_dim=1, dropout=dropout, concat=True)
-            for _ in range(layers)
-        )
+        with warnings.catch_warnings():
+            # torch_geometric warns at import and jit-scripts helpers with a deprecated API: noise to users
+            warnings.simplefilter("ignore", FutureWarning)
+            from torch_geometric.nn import GATv2Conv
+
+            self.convs = nn.ModuleList(
+                GATv2Conv(hidden, hidden // heads, heads=heads, edge_dim=1, dropout=dropout, concat=True)
+                for _ in range(layers)
+            )
         self.norms = nn.ModuleList(norm_layer(hidden) for _ in range(layers))
         self.out_proj = nn.Linear(hidden, embed_dim)
         self.logit_scale = nn.Parameter(torch.empty(()))
