@@ -128,3 +128,16 @@ def test_bad_graph_inputs_are_named() -> None:
 
 def test_repr_shows_the_dimensions() -> None:
     assert "hidden=16" in repr(_module()) and "mode=image" in repr(_module())
+
+
+def test_image_mode_matches_the_definition_image_by_image() -> None:
+    """y_bc = scale * cos(f_bc + W_o GAT(FFN([f_b; t]))_c, t_c), one graph per image."""
+    m = _module()
+    f_img, text = _inputs()
+    got = m(f_img, text, EDGES, WEIGHTS)
+    for b in range(f_img.shape[0]):
+        h = m.in_proj(torch.cat([f_img[b], text], dim=-1))  # [K, 2D] -> [K, hidden]
+        h = m.propagate(h, EDGES, WEIGHTS)
+        out = f_img[b] + m.out_proj(h)
+        ref = m.logit_scale.exp() * F.cosine_similarity(out, text, dim=-1)
+        torch.testing.assert_close(got[b], ref, rtol=1e-5, atol=1e-5)

@@ -151,14 +151,18 @@ class IstModule(nn.Module):
         self._check(text, edge_index, edge_weight)
         if f_img.ndim != 3 or f_img.shape[1:] != text.shape:
             raise ValueError(f"f_img must be [B, K, D] with [K, D] = {tuple(text.shape)}, got {tuple(f_img.shape)}")
-        n_labels = text.shape[0]
+        n_labels, d = text.shape
         text = text.to(f_img.dtype)
+        # the first layer of FFN([f; t]) is W_f f + W_t t + bias: the text half is the same for every
+        # image, so it is computed once per call, not once per (image, category)
+        first, rest = self.in_proj[0], self.in_proj[1:]
+        text_part = F.linear(text, first.weight[:, d:], first.bias)  # [K, D] -> [K, hidden]
         logits = []
         for start in range(0, f_img.shape[0], self.image_chunk):
             f = f_img[start : start + self.image_chunk]  # [b, K, D]
             b = f.shape[0]
-            x = torch.cat([f, text.unsqueeze(0).expand(b, -1, -1)], dim=-1)  # [b, K, D] ++ [b, K, D] -> [b, K, 2D]
-            h = self.in_proj(x).reshape(b * n_labels, self.hidden)  # [b, K, hidden] -> [b*K, hidden]
+            x = F.linear(f, first.weight[:, :d]) + text_part.unsqueeze(0).expand(b, -1, -1)  # [b, K, hidden]
+            h = rest(x).reshape(b * n_labels, self.hidden)  # [b, K, hidden] -> [b*K, hidden]
             ei, ew = batch_edges(edge_index, edge_weight, b, n_labels)
             h = self.propagate(h, ei, ew).reshape(b, n_labels, self.hidden)  # [b*K, hidden] -> [b, K, hidden]
             logits.append(self.score(f + self.out_proj(h), text))  # [b, K]
