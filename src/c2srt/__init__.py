@@ -1,3 +1,41 @@
-"""c2srt: open-vocabulary multi-label image recognition (C2SRT and the MKT baseline) on open_clip."""
+"""c2srt: open-vocabulary multi-label image recognition (C2SRT and the MKT baseline) on open_clip.
+
+Importing the package is cheap and quiet: the public classes below load torch and open_clip only
+when first used.
+
+Example:
+    >>> from c2srt import Recognizer
+    >>> rec = Recognizer.from_checkpoint("model.safetensors")  # doctest: +SKIP
+    >>> rec.predict(["photo.jpg"], ["dog", "frisbee", "grass"], top=3)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .predict import Prediction, Recognizer
+
+# public name -> the module that defines it (imported on first access)
+_LAZY = {
+    "Recognizer": ".predict",
+    "Prediction": ".predict",
+}
+
+__all__ = ["Prediction", "Recognizer", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger(__name__)
 
+#: labels kept per image when neither a number nor a threshold is asked for
+DEFAULT_TOP = 5
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
@@ -75,12 +78,28 @@ def load_image(path: str | Path) -> "Image.Image":
             return im.convert("RGB")
     except FileNotFoundError as e:
         raise ValueError(f"{path}: no such file") from e
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    except IsADirectoryError as e:
+        raise ValueError(f"{path}: is a folder, not an image") from e
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"{path}: not a readable image ({e.__class__.__name__}: {e})") from e
+
+
+#: most labels drawn per explanation picture
+EXPLAIN_TOP = 3
+
+
+def _center_crop_box(width: int, height: int) -> tuple[float, float, float, float]:
+    """(left, top, right, bottom) of the square the eval transform keeps (short side resized, centre crop)."""
+    side = min(width, height)
+    left, top = (width - side) / 2, (height - side) / 2
+    return left, top, left + side, top + side
 
 
 class Recognizer:
     """Tags images with any vocabulary.
+
+    The vocabulary (label embeddings, and the category graph when IST is on) is prepared once and
+    reused for every batch while the labels stay the same.
 
     Example:
         >>> rec = Recognizer.from_checkpoint("runs/demo/full/model.safetensors")
@@ -99,9 +118,22 @@ class Recognizer:
 
         self.model = model.to(device).eval()
         self.device = torch.device(device)
-        self.graph = graph
+        self._graph = graph
         self.transform = build_transform(model.image_size, model.mean, model.std, train=False, rand_augment=False)
         self._vocab: "LabelSet | None" = None
+        self._vocab_graph: "tuple[tuple[str, ...], CategoryGraph] | None" = None
+
+    @property
+    def graph(self) -> "CategoryGraph | None":
+        """The base category graph (the checkpoint's, or one the user gave); extended on the fly."""
+        return self._graph
+
+    @graph.setter
+    def graph(self, graph: "CategoryGraph | None") -> None:
+        self._graph = graph
+        self._vocab = None  # prepared vocabularies used the old graph
+        self._vocab_graph = None
+        self.model.eval()  # also drops the model's cache of graph-refined label embeddings
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -111,7 +143,7 @@ class Recognizer:
         from .graph import CategoryGraph
 
         model, info = load_checkpoint(path, device=device)
-        graph = CategoryGraph.from_dict(info.graph) if info.graph else None
+        graph = CategoryGraph.from_dict(info.graph, where=str(path)) if info.graph else None
         return cls(model, graph=graph, device=device)
 
     @classmethod
@@ -127,49 +159,71 @@ class Recognizer:
 
     # -------------------------------------------------------------------- vocabulary
     def vocabulary(self, labels: Sequence[str]) -> "LabelSet":
-        """Embed a vocabulary (and build its graph) once; reused while the labels stay the same."""
-        labels = [s.strip() for s in labels]
+        """Embed a vocabulary (and build its graph) once; reused while the labels stay the same.
+
+        Raises:
+            ValueError: an empty vocabulary, an empty or duplicate label.
+        """
+        labels = [str(s).strip() for s in labels]
         if not labels or any(not s for s in labels):
             raise ValueError("the vocabulary is empty or has an empty label")
         if self._vocab is not None and self._vocab.names == labels:
             return self._vocab
-        graph = None
-        if self.model.ist is not None:
-            graph = self._graph_for(labels)
+        graph = self.graph_for(labels) if self.model.ist is not None else None
         with torch.no_grad():
             self._vocab = self.model.label_set(labels, graph)
         return self._vocab
 
-    def _graph_for(self, labels: list[str]) -> "CategoryGraph":
-        """The checkpoint's graph, extended on the fly (embedding source) to labels it lacks."""
+    def graph_for(self, labels: Sequence[str]) -> "CategoryGraph":
+        """The category graph for `labels`: the base graph, extended on the fly to labels it lacks.
+
+        Missing labels get edges from the embedding source (nearest labels by the model's own text
+        embeddings, adaptive cut); the base graph's edges are kept as they are. Built once per
+        vocabulary.
+        """
         from .graph import build_graph
 
-        known = set(self.graph.labels) if self.graph is not None else set()
-        if self.graph is not None and all(n in known for n in labels):
-            return self.graph
-        _logger.info("building a category graph for %d labels (embedding source)", len(labels))
+        labels = list(labels)
+        key = tuple(labels)
+        if self._vocab_graph is not None and self._vocab_graph[0] == key:
+            return self._vocab_graph[1]
+        base = self.graph
+        known = set(base.labels) if base is not None else set()
+        if base is not None and all(n in known for n in labels):
+            graph = base
+        else:
+            missing = [n for n in labels if n not in known]
+            _logger.info(
+                "category graph: %d label(s) %s, linked on the fly (embedding source): %s",
+                len(missing),
+                "not in the model's graph" if base is not None else "and no graph given",
+                ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else ""),
+            )
 
-        def encode(names: list[str]) -> np.ndarray:
-            with torch.no_grad():
-                return self.model.label_encoder.encode_labels(names).float().cpu().numpy()
+            def encode(names: list[str]) -> np.ndarray:
+                with torch.no_grad():  # cached by the label encoder: the vocabulary is embedded once
+                    return self.model.label_encoder.encode_labels(names).float().cpu().numpy()
 
-        seen = sorted(known & set(labels)) if known else None
-        return build_graph(labels, seen=seen, source="embedding", encoder=encode)
+            seen = [n for n in labels if n in known] or None
+            built = build_graph(labels, seen=seen, source="embedding", encoder=encode)
+            graph = base.extend(built) if base is not None else built
+        self._vocab_graph = (key, graph)
+        return graph
 
     # ----------------------------------------------------------------------- predict
     def predict(
         self,
-        images: Sequence[str | Path] | str | Path,
+        images: Sequence[Any] | str | Path,
         labels: Sequence[str],
         *,
-        top: int | None = 5,
+        top: int | None = DEFAULT_TOP,
         threshold: float | None = None,
         batch_size: int = 32,
         explain_dir: str | Path | None = None,
-        explain_top: int = 3,
+        explain_top: int = EXPLAIN_TOP,
         progress: bool = False,
     ) -> list[Prediction]:
-        """Ranked labels per image, in input order (see `iter_predict` for streaming)."""
+        """Ranked labels per image, in input order (see `iter_predict` for streaming and the arguments)."""
         return list(
             self.iter_predict(
                 images,
@@ -185,60 +239,114 @@ class Recognizer:
 
     def iter_predict(
         self,
-        images: Sequence[str | Path] | str | Path,
+        images: Sequence[Any] | str | Path,
         labels: Sequence[str],
         *,
-        top: int | None = 5,
+        top: int | None = DEFAULT_TOP,
         threshold: float | None = None,
         batch_size: int = 32,
         explain_dir: str | Path | None = None,
-        explain_top: int = 3,
+        explain_top: int = EXPLAIN_TOP,
         progress: bool = False,
     ) -> Iterator[Prediction]:
-        """Stream predictions batch by batch over files and folders.
+        """Stream predictions batch by batch over files and folders, in input order.
+
+        The arguments are checked and the vocabulary prepared when this is called; images are read
+        lazily as the iterator is consumed. An unreadable image yields a `Prediction` with `error`
+        set (and a warning in the log); it never ends the run.
 
         Args:
-            images: image files and/or folders (searched recursively), or PIL images.
+            images: image files and/or folders (searched recursively, sorted), or PIL images (named
+                `image0`, `image1`, ... by position), in any mix.
             labels: the vocabulary.
             top: keep the K best labels per image (None: all).
             threshold: keep labels scoring at least this (applied after `top`).
             batch_size: images per forward pass.
-            explain_dir: write a PNG per image with the ISR regions of its `explain_top` best labels.
-            progress: show a progress bar.
+            explain_dir: write a PNG per image with the selected patches of its returned labels
+                (at most `explain_top`; the best label when none is returned).
+            explain_top: most labels drawn per explanation picture.
+            progress: show a progress bar (tqdm, on stderr).
+
+        Raises:
+            ValueError: a bad `top`, `batch_size` or `explain_top`, or a bad vocabulary.
         """
         if isinstance(images, (str, Path)):
             images = [images]
         if top is not None and top < 1:
-            raise ValueError(f"--top must be >= 1, got {top}")
+            raise ValueError(f"top must be >= 1, got {top}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if explain_top < 1:
+            raise ValueError(f"explain_top must be >= 1, got {explain_top}")
+        if explain_dir is not None:
+            explain_dir = Path(explain_dir)
+            if explain_dir.exists() and not explain_dir.is_dir():
+                raise ValueError(f"{explain_dir}: the explanation folder is a file")
         vocab = self.vocabulary(labels)
-        pil_inputs = [im for im in images if not isinstance(im, (str, Path))]
-        sources: Iterable[Any] = pil_inputs if pil_inputs else iter_image_paths(images)  # type: ignore[arg-type]
+        images = list(images)
+        return self._stream(images, vocab, top, threshold, batch_size, explain_dir, explain_top, progress)
+
+    def _stream(
+        self,
+        images: list[Any],
+        vocab: "LabelSet",
+        top: int | None,
+        threshold: float | None,
+        batch_size: int,
+        explain_dir: Path | None,
+        explain_top: int,
+        progress: bool,
+    ) -> Iterator[Prediction]:
+        def sources() -> Iterator[tuple[str, Any]]:
+            for i, item in enumerate(images):
+                if isinstance(item, (str, Path)):
+                    for path in iter_image_paths([item]):
+                        yield str(path), path
+                else:
+                    yield f"image{i}", item
+
         bar = None
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(unit="img", desc="predict")
-        batch: list[tuple[str, Any]] = []
-        for i, src in enumerate(sources):
-            name = str(src) if isinstance(src, (str, Path)) else f"image{i}"
-            try:
-                img = src if not isinstance(src, (str, Path)) else load_image(src)
-            except ValueError as e:
-                _logger.warning("skipping %s", e)
-                yield Prediction(name, error=str(e))
-                continue
-            batch.append((name, img))
-            if len(batch) == batch_size:
-                yield from self._run_batch(batch, vocab, top, threshold, explain_dir, explain_top)
-                if bar is not None:
-                    bar.update(len(batch))
-                batch = []
-        if batch:
-            yield from self._run_batch(batch, vocab, top, threshold, explain_dir, explain_top)
+            total = sum(1 for _ in sources())  # names only: cheap next to the forward passes
+            bar = tqdm(total=total, unit="img", desc="predict")
+        used_names: set[str] = set()
+        pending: list[tuple[str, Any, str | None]] = []  # (name, image or None, error), in input order
+        n_images = 0
+
+        def flush() -> Iterator[Prediction]:
+            """Run the images of `pending` as one batch; yield every entry (errors too) in order."""
+            batch = [(name, img) for name, img, err in pending if err is None]
+            results = self._run_batch(batch, vocab, top, threshold, explain_dir, explain_top, used_names)
+            for name, _, err in pending:
+                yield Prediction(name, error=err) if err is not None else next(results)
             if bar is not None:
-                bar.update(len(batch))
-        if bar is not None:
-            bar.close()
+                bar.update(len(pending))
+
+        try:
+            for name, src in sources():
+                try:
+                    img = load_image(src) if isinstance(src, Path) else _as_rgb(src, name)
+                except ValueError as e:
+                    _logger.warning("skipping %s", e)
+                    if n_images == 0:  # nothing waiting before it: report it now
+                        if bar is not None:
+                            bar.update(1)
+                        yield Prediction(name, error=str(e))
+                    else:
+                        pending.append((name, None, str(e)))
+                    continue
+                pending.append((name, img, None))
+                n_images += 1
+                if n_images == batch_size:
+                    yield from flush()
+                    pending, n_images = [], 0
+            if pending:
+                yield from flush()
+        finally:
+            if bar is not None:
+                bar.close()
 
     @torch.no_grad()
     def scores(self, images: Sequence["Image.Image"], labels: Sequence[str]) -> tuple[torch.Tensor, Any]:
@@ -254,14 +362,15 @@ class Recognizer:
         vocab: "LabelSet",
         top: int | None,
         threshold: float | None,
-        explain_dir: str | Path | None,
+        explain_dir: Path | None,
         explain_top: int,
+        used_names: set[str],
     ) -> Iterator[Prediction]:
         x = torch.stack([self.transform(img) for _, img in batch]).to(self.device)  # [B, 3, H, W]
         with torch.no_grad():
             out = self.model(x, vocab, return_weights=explain_dir is not None)
-        logits = out.logits.float().cpu()
-        counts = out.counts.cpu() if out.counts is not None else None
+        logits = out.logits.float().cpu()  # [B, K]
+        counts = out.counts.cpu() if out.counts is not None else None  # [B, K]
         for b, (name, img) in enumerate(batch):
             order = torch.argsort(logits[b], descending=True, stable=True).tolist()
             if top is not None:
@@ -272,25 +381,55 @@ class Recognizer:
             if counts is not None:
                 pred.counts = {vocab.names[k]: int(counts[b, k]) for k in order}
             if explain_dir is not None and out.weights is not None:
-                pred.explanation = str(self._explain(name, img, x[b], out.weights[b], logits[b], counts, b, vocab, explain_dir, explain_top))
+                drawn = order[:explain_top] or torch.argsort(logits[b], descending=True, stable=True)[:1].tolist()
+                path = self._explain(name, img, out.weights[b], logits[b], counts, b, drawn, vocab, explain_dir, used_names)
+                pred.explanation = str(path)
             yield pred
 
-    def _explain(self, name, img, x, weights, logits, counts, b, vocab, explain_dir, explain_top) -> Path:  # noqa: ANN001
+    def _explain(
+        self,
+        name: str,
+        img: "Image.Image",
+        weights: torch.Tensor,
+        logits: torch.Tensor,
+        counts: torch.Tensor | None,
+        b: int,
+        drawn: list[int],
+        vocab: "LabelSet",
+        explain_dir: Path,
+        used_names: set[str],
+    ) -> Path:
+        """Write the explanation PNG of one image: its patch weights [N, K] for the labels `drawn`."""
         from .viz import region_heatmaps
 
-        top = torch.argsort(logits, descending=True, stable=True)[:explain_top].tolist()
-        mean = torch.tensor(self.model.mean).view(3, 1, 1)
-        std = torch.tensor(self.model.std).view(3, 1, 1)
-        shown = ((x.cpu() * std + mean).clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()  # [3,H,W] -> [H,W,3]
-        w = weights.float().cpu()[:, top].numpy()  # [N, K] -> [N, L]
-        cnt = [int(counts[b, k]) if counts is not None else 0 for k in top]
-        stem = Path(name).stem if name else "image"
-        out = Path(explain_dir) / f"{stem}.png"
+        w = weights.float().cpu()[:, drawn].numpy()  # [N, K] -> [N, L]
+        cnt = [int(counts[b, k]) if counts is not None else int((w[:, i] > 0).sum()) for i, k in enumerate(drawn)]
+        stem = Path(name).stem or "image"
+        fname = f"{stem}.png"
         n = 1
-        while out.exists():  # two inputs with the same file name in different folders
-            out = Path(explain_dir) / f"{stem}_{n}.png"
+        while fname in used_names:  # two inputs with the same file name in different folders
+            fname = f"{stem}_{n}.png"
             n += 1
-        return region_heatmaps(shown, w, [vocab.names[k] for k in top], [float(logits[k]) for k in top], cnt, out, title=Path(name).name)
+        used_names.add(fname)
+        return region_heatmaps(
+            np.asarray(img),
+            w,
+            [vocab.names[k] for k in drawn],
+            [float(logits[k]) for k in drawn],
+            cnt,
+            explain_dir / fname,
+            title=Path(name).name,
+            crop_box=_center_crop_box(*img.size),
+        )
+
+
+def _as_rgb(image: Any, name: str) -> "Image.Image":
+    """A PIL image given in memory, as RGB; raises ValueError for anything else."""
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        raise ValueError(f"{name}: expected a file path or a PIL image, got {type(image).__name__}")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def format_predictions(preds: Sequence[Prediction], fmt: str = "table") -> str:
@@ -304,7 +443,7 @@ def format_predictions(preds: Sequence[Prediction], fmt: str = "table") -> str:
         import csv
 
         buf = io.StringIO()
-        w = csv.writer(buf)
+        w = csv.writer(buf, lineterminator="\n")
         w.writerow(["image", "rank", "label", "score", "patches", "error"])
         for p in preds:
             if p.error:
@@ -320,7 +459,7 @@ def format_predictions(preds: Sequence[Prediction], fmt: str = "table") -> str:
         if p.error:
             lines.append(f"  error: {p.error}")
         for r, (n, s) in enumerate(p.labels, 1):
-            extra = f"  ({p.counts[n]} patches)" if n in p.counts else ""
+            extra = f"  ({p.counts[n]} patch{'' if p.counts[n] == 1 else 'es'})" if n in p.counts else ""
             lines.append(f"  {r:>2}. {n:<30} {s:8.4f}{extra}")
         if p.explanation:
             lines.append(f"  explanation: {p.explanation}")
