@@ -43,3 +43,35 @@ def test_bad_vocabularies(clip):
         enc.encode_labels(["dog", " "])
     with pytest.raises(ValueError, match="template"):
         LabelEncoder(clip.model, clip.tokenizer, templates=["no placeholder"])
+
+
+def test_trimmed_text_tower_equals_the_full_one(clip):
+    """Skipping the padding after the longest prompt changes nothing (causal tower, end-of-text pooling)."""
+    from c2srt.text import _encode_text
+
+    prompts = ["a dog", "There is a very long and winding red double decker bus in the scene", "x" * 200]
+    tokens = clip.tokenizer(prompts)
+    assert int(tokens.argmax(-1).max()) + 1 == tokens.shape[1]  # the 200-char prompt fills the context
+    torch.testing.assert_close(_encode_text(clip.model, tokens), clip.model.encode_text(tokens, normalize=True))
+    short = clip.tokenizer(["a dog", "a cat on a mat"])
+    assert int(short.argmax(-1).max()) + 1 < short.shape[1]  # this batch really is trimmed
+    torch.testing.assert_close(_encode_text(clip.model, short), clip.model.encode_text(short, normalize=True))
+
+
+def test_prompt_tuning_trimmed_equals_full(clip):
+    enc = LabelEncoder(clip.model, clip.tokenizer, prompt_tuning=True, n_ctx=2)
+    with torch.no_grad():
+        enc.ctx.normal_()
+    names = ["dog", "red bus"]
+    got = enc.encode_labels(names)
+    ctx = enc.ctx
+
+    def swap(_m, _i, out):
+        return torch.cat([out[:, :1], ctx.unsqueeze(0).expand(out.shape[0], -1, -1), out[:, 3:]], dim=1)
+
+    handle = clip.model.token_embedding.register_forward_hook(swap)
+    try:
+        ref = clip.model.encode_text(clip.tokenizer([f"X X There is a {n} in the scene" for n in names]), normalize=True)
+    finally:
+        handle.remove()
+    torch.testing.assert_close(got, ref)

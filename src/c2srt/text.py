@@ -29,6 +29,31 @@ def _input_embedding(clip: nn.Module) -> nn.Module:
     raise ValueError(f"cannot find the token embedding of a {type(clip).__name__} text tower for prompt tuning")
 
 
+def _encode_text(clip: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """`clip.encode_text(tokens, normalize=True)`, skipping the padding after the longest prompt.
+
+    An open_clip `CLIP` text tower is causal and pools at the end-of-text token, so positions
+    after the last end-of-text of the batch cannot change the result: running only the first L
+    positions (L about 10 for a label prompt, instead of 77) gives the same embeddings several
+    times faster. Other towers (e.g. Hugging Face ones, which mask padding themselves) run as is.
+    """
+    import open_clip
+    from open_clip.transformer import text_global_pool
+
+    causal = getattr(clip, "attn_mask", None) is not None and getattr(clip, "text_pool_type", None) == "argmax"
+    if not isinstance(clip, open_clip.CLIP) or not causal or tokens.ndim != 2:
+        return clip.encode_text(tokens, normalize=True)
+    length = int(tokens.argmax(dim=-1).max()) + 1  # end-of-text has the highest id of each row
+    tokens = tokens[:, :length]  # [K, 77] -> [K, L]
+    cast = clip.transformer.get_cast_dtype()
+    x = clip.token_embedding(tokens).to(cast) + clip.positional_embedding[:length].to(cast)  # [K, L, W]
+    x = clip.transformer(x, attn_mask=clip.attn_mask[:length, :length])
+    x = text_global_pool(clip.ln_final(x), tokens, "argmax")  # [K, L, W] -> [K, W]
+    proj = clip.text_projection
+    x = proj(x) if isinstance(proj, nn.Linear) else x @ proj  # [K, W] -> [K, D]
+    return F.normalize(x, dim=-1)
+
+
 class LabelEncoder(nn.Module):
     """Embeds label names through prompt templates; frozen, cached per vocabulary.
 
@@ -88,7 +113,7 @@ class LabelEncoder(nn.Module):
         device = next(self.clip.parameters()).device
         tokens = self.tokenizer(prompts).to(device)
         if self.ctx is None:
-            return self.clip.encode_text(tokens, normalize=True)
+            return _encode_text(self.clip, tokens)
         ctx = self.ctx
 
         def swap_ctx(_module: nn.Module, _inp: tuple, out: torch.Tensor) -> torch.Tensor:
@@ -98,7 +123,7 @@ class LabelEncoder(nn.Module):
 
         handle = _input_embedding(self.clip).register_forward_hook(swap_ctx)
         try:
-            return self.clip.encode_text(tokens, normalize=True)
+            return _encode_text(self.clip, tokens)
         finally:
             handle.remove()
 
