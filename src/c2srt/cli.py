@@ -9,14 +9,35 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Callable
 
 _logger = logging.getLogger("c2srt")
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w.-]*=")  # a config override: key.path=value
 
 
 # ------------------------------------------------------------------ shared helpers
+class _StderrHandler(logging.StreamHandler):
+    """Logs to whatever `sys.stderr` is when a record is written, not when the handler was made.
+
+    `main()` may run many times in one process (tests, notebooks); a plain StreamHandler would
+    keep writing to the first run's stderr, which may be closed by then (pytest's capture).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it
+        pass
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="experiment YAML (see configs/)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.lr=1e-4")
@@ -70,13 +91,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .checkpoint import read_checkpoint_info
+    from .config import apply_overrides, load_config, validate
     from .evaluate import format_table
     from .train import evaluate_checkpoint
 
     cfg = None
-    if args.config or args.overrides:
+    if args.config:
         cfg = load_config(args.config, args.overrides)
+    elif args.overrides:  # overrides apply to the checkpoint's own config
+        cfg = validate(apply_overrides(read_checkpoint_info(args.checkpoint).cfg, args.overrides))
     results = evaluate_checkpoint(args.checkpoint, cfg, output_dir=args.output_dir)
     print(format_table(results))
     return 0
@@ -129,7 +153,7 @@ def _read_vocabulary(args: argparse.Namespace) -> list[str]:
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from .predict import Recognizer, format_predictions
+    from .predict import DEFAULT_TOP, Recognizer, format_predictions
 
     labels = _read_vocabulary(args)
     if args.checkpoint:
@@ -139,11 +163,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.graph:
         from .graph import CategoryGraph
 
+        if rec.model.ist is None:
+            _logger.warning("--graph %s is not used: this model has no IST (plain CLIP or ist.mode=off)", args.graph)
         rec.graph = CategoryGraph.load(args.graph)
-    stream = rec.iter_predict(
+    if args.top is not None:
+        top = args.top
+    else:
+        top = None if args.threshold is not None else DEFAULT_TOP  # --threshold alone: every label above it
+    stream = rec.iter_predict(  # checks the arguments and embeds the vocabulary before any output
         args.images,
         labels,
-        top=None if args.threshold is not None and args.top is None else (args.top or 5),
+        top=top,
         threshold=args.threshold,
         batch_size=args.batch_size,
         explain_dir=args.explain,
@@ -151,13 +181,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
     n_ok = n_bad = 0
     first = True
-    if args.format == "json":
-        sys.stdout.write("[")
     for pred in stream:  # printed as they come: large folders stream
         n_bad += pred.error is not None
         n_ok += pred.error is None
         if args.format == "json":
-            sys.stdout.write(("\n  " if first else ",\n  ") + json.dumps(pred.to_dict()))
+            sys.stdout.write(("[\n  " if first else ",\n  ") + json.dumps(pred.to_dict()))
         elif args.format == "csv":
             text = format_predictions([pred], "csv")
             sys.stdout.write(text if first else text.split("\n", 1)[1])
@@ -165,12 +193,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
             sys.stdout.write(format_predictions([pred], "table") + "\n")
         sys.stdout.flush()
         first = False
-    if args.format == "json":
+    if args.format == "json" and not first:
         sys.stdout.write("\n]\n")
-    if n_bad:
-        print(f"{n_bad} unreadable image(s) skipped, {n_ok} tagged", file=sys.stderr)
     if n_ok == 0 and n_bad == 0:
         raise ValueError(f"no images found in {', '.join(map(str, args.images))}")
+    if n_bad:
+        print(f"{n_bad} unreadable image(s) skipped, {n_ok} tagged", file=sys.stderr)
+    if n_ok == 0:
+        raise ValueError(f"none of the {n_bad} image(s) could be read")
+    if args.explain:
+        print(f"explanations written to {args.explain}", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's start-up self-checks, one line each
+    serve(  # blocks until Ctrl-C
+        args.checkpoint,
+        clip=args.clip,
+        pretrained=args.pretrained,
+        host=args.host,
+        port=args.port,
+        allow_remote=args.allow_remote,
+        vocab_dir=args.vocab_dir,
+        device=args.device,
+    )
     return 0
 
 
@@ -183,7 +232,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"c2srt {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="verb", metavar="{demo,train,eval,predict,graph}")
+    sub = parser.add_subparsers(dest="verb", metavar="{demo,train,eval,predict,serve,graph}")
 
     p = sub.add_parser("demo", help="the mini-world benchmark: the whole method end to end, offline")
     p.add_argument("--output-dir", default="runs/demo", help="where tables, JSON and pictures go")
@@ -215,7 +264,7 @@ def _parser() -> argparse.ArgumentParser:
     voc = p.add_mutually_exclusive_group(required=True)
     voc.add_argument("--labels", help='comma-separated vocabulary, e.g. "dog,cat,frisbee"')
     voc.add_argument("--labels-file", type=Path, help="vocabulary file, one label per line")
-    p.add_argument("--top", type=int, help="labels kept per image (default 5)")
+    p.add_argument("--top", type=int, help="labels kept per image (default 5, or all above --threshold)")
     p.add_argument("--threshold", type=float, help="keep labels scoring at least this")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--explain", type=Path, help="folder for per-image PNGs of the ISR regions of the top labels")
@@ -224,6 +273,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("serve", help="a local web page: drop images, type a vocabulary, see labels and regions")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", type=Path, help="a trained c2srt model.safetensors")
+    src.add_argument("--clip", help="plain CLIP (zero-shot): an open_clip model name, e.g. ViT-B-16")
+    p.add_argument("--pretrained", help="with --clip: hub tag (e.g. openai) or weights file")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host (no authentication!)")
+    p.add_argument("--vocab-dir", type=Path, help="folder of saved vocabularies, *.txt with one label a line")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("graph", help="build or draw a category graph")
     gsub = p.add_subparsers(dest="graph_cmd", required=True)
@@ -249,9 +310,18 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `c2srt` command; returns the exit code."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    # `a.b=value` overrides may come before, between or after the flags (argparse alone takes them
+    # only in one block): collect the strays of verbs that take overrides.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if hasattr(args, "overrides") and all(_OVERRIDE.match(e) for e in extra):
+            args.overrides = [*(args.overrides or []), *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        handlers=[_StderrHandler()],
     )
     if not getattr(args, "func", None):
         parser.print_help()

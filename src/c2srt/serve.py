@@ -595,22 +595,27 @@ def launch_app(
         The local URL of the page.
 
     Raises:
-        ValueError: a non-loopback host without `allow_remote`.
+        ValueError: a non-loopback host without `allow_remote`, or the port cannot be used.
     """
     check_host(host, allow_remote)
-    _, local_url, _ = app.launch(
-        server_name=host,
-        server_port=int(port),
-        share=False,
-        prevent_thread_lock=not block,
-        quiet=True,
-        show_error=False,
-        max_file_size=MAX_UPLOAD_SIZE,
-        ssr_mode=False,
-        mcp_server=False,
-        theme=offline_theme(),
-    )
-    _logger.info("c2srt page at %s", local_url)
+    try:
+        _, local_url, _ = app.launch(
+            server_name=host,
+            server_port=int(port),
+            share=False,
+            prevent_thread_lock=True,  # return here, so the address is logged before blocking
+            quiet=True,
+            show_error=False,
+            max_file_size=MAX_UPLOAD_SIZE,
+            ssr_mode=False,
+            mcp_server=False,
+            theme=offline_theme(),
+        )
+    except OSError as e:  # e.g. the port is taken
+        raise ValueError(f"cannot listen on {host}:{port}: {e}") from e
+    _logger.info("c2srt page at %s (Ctrl-C stops it)" if block else "c2srt page at %s", local_url)
+    if block:
+        app.block_thread()  # until Ctrl-C, then closes the server
     return local_url
 
 
