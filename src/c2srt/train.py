@@ -9,8 +9,9 @@ resumed from an epoch-end checkpoint continues exactly as the uninterrupted one 
 
 from __future__ import annotations
 
+import csv
 import dataclasses
-import json
+import io
 import logging
 import math
 import os
@@ -153,6 +154,24 @@ class C2SRTDataModule(L.LightningDataModule):
 
 
 # ---------------------------------------------------------------------------- the module
+def optimizer_param_groups(model: C2SRT, t: Any) -> list[dict[str, Any]]:
+    """AdamW parameter groups of the trainable parameters: layer-wise lr decay over the vision
+    blocks (`t.layer_decay` per block below the top), no weight decay on 1-D parameters, biases
+    and the logit scale. `t` is a `TrainCfg`; each group carries its `lr_scale`."""
+    backbone = model.backbone
+    num_layers = backbone.num_blocks + 1
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        scale = 1.0
+        if name.startswith("backbone.visual."):
+            scale = t.layer_decay ** (num_layers - backbone.layer_id(name[len("backbone.visual.") :]))
+        wd = 0.0 if p.ndim <= 1 or name.endswith(".bias") or "logit_scale" in name else t.weight_decay
+        groups.setdefault((scale, wd), []).append(p)
+    return [{"params": ps, "lr": t.lr * s, "weight_decay": wd, "lr_scale": s} for (s, wd), ps in groups.items()]
+
+
 def _masks(dataset: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
     names = list(dataset.label_names)
     seen = np.asarray(dataset.seen_mask, dtype=bool)
@@ -212,6 +231,7 @@ class C2SRTModule(L.LightningModule):
     # -- evaluation (validation during training, and `c2srt eval`)
     def _start_eval(self) -> None:
         unseen = ~self.seen_mask
+        self._evaluated: set[int] = set()
         self._evaluator = StreamingEvaluator(
             protocol=self.cfg.eval.protocol,
             seen_mask=self.seen_mask,
@@ -223,10 +243,17 @@ class C2SRTModule(L.LightningModule):
     def _eval_step(self, batch: dict[str, Any]) -> None:
         assert self._evaluator is not None
         out = self.model(batch["image"], self._labels(self.label_names))
-        scores = self.all_gather(out.logits.float()).reshape(-1, out.logits.shape[-1])
-        target = self.all_gather(batch["target"]).reshape(-1, out.logits.shape[-1])
+        k = out.logits.shape[-1]
+        scores = self.all_gather(out.logits.float()).reshape(-1, k)  # [world, B, K] -> [world * B, K]
+        target = self.all_gather(batch["target"]).reshape(-1, k)
+        index = self.all_gather(torch.as_tensor(batch["index"], device=self.device)).reshape(-1)
         if self.trainer.is_global_zero:
-            self._evaluator.update(scores.cpu(), target.cpu())
+            # the sampler pads the last round so every rank gets as many images: count each image once
+            keep = [j for j, i in enumerate(index.tolist()) if i not in self._evaluated]
+            self._evaluated.update(index[keep].tolist())
+            if keep:
+                sel = torch.as_tensor(keep, device=scores.device)
+                self._evaluator.update(scores.index_select(0, sel).cpu(), target.index_select(0, sel).cpu())
 
     def _end_eval(self, prefix: str) -> None:
         assert self._evaluator is not None
@@ -263,20 +290,7 @@ class C2SRTModule(L.LightningModule):
     # -- optimisation: AdamW, layer-wise lr decay, no wd on 1-D params, warm-up + cosine per step
     def configure_optimizers(self) -> Any:
         t = self.cfg.train
-        backbone = self.model.backbone
-        num_layers = backbone.num_blocks + 1
-        groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
-        for name, p in self.model.named_parameters():
-            if not p.requires_grad:
-                continue
-            scale = 1.0
-            if name.startswith("backbone.visual."):
-                scale = t.layer_decay ** (num_layers - backbone.layer_id(name[len("backbone.visual.") :]))
-            wd = 0.0 if p.ndim <= 1 or name.endswith(".bias") or "logit_scale" in name else t.weight_decay
-            groups.setdefault((scale, wd), []).append(p)
-        param_groups = [
-            {"params": ps, "lr": t.lr * s, "weight_decay": wd, "lr_scale": s} for (s, wd), ps in groups.items()
-        ]
+        param_groups = optimizer_param_groups(self.model, t)
         opt = torch.optim.AdamW(param_groups, lr=t.lr)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         batches = self.trainer.num_training_batches
@@ -295,6 +309,14 @@ class C2SRTModule(L.LightningModule):
 
 
 # ------------------------------------------------------------------------------- run files
+def json_results(results: dict[str, Any]) -> dict[str, Any]:
+    """Metrics for a JSON report: undefined figures (NaN, e.g. top-5 over 3 columns) become null.
+
+    NaN is not JSON; strict readers (jq, JavaScript, most non-Python tools) reject a file holding it.
+    """
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in results.items()}
+
+
 def _git_sha() -> str:
     try:
         here = Path(__file__).resolve().parent
@@ -333,8 +355,25 @@ def write_run_files(cfg: Cfg, out: Path) -> None:
     write_json(out / "env.json", {**environment(), "seed": cfg.seed})
 
 
-def prepare_graph(cfg: Cfg, label_names: list[str], seen: list[str], out: Path | None) -> Any:
-    """The category graph for IST: a given file, the cached one of this run, or a new build."""
+def _clip_text_encoder(model: C2SRT) -> Any:
+    """The model's own (frozen) CLIP text tower as a graph text encoder: names -> [K, D] numpy."""
+
+    def encode(names: list[str]) -> np.ndarray:
+        with torch.no_grad():
+            return model.label_encoder.encode_labels(list(names)).float().cpu().numpy()
+
+    encode.__name__ = "clip_text_tower"
+    return encode
+
+
+def prepare_graph(
+    cfg: Cfg, label_names: list[str], seen: list[str], out: Path | None, model: C2SRT | None = None
+) -> Any:
+    """The category graph for IST: a given file, the cached one of this run, or a new build.
+
+    `graph.path` names a graph to use when it exists, else where the new build is cached (besides
+    `<output_dir>/graph.json`). `graph.encoder: clip` ranks candidates with `model`'s text tower.
+    """
     if cfg.model.ist.mode == "off":
         return None
     from .graph import CategoryGraph, build_graph
@@ -351,10 +390,16 @@ def prepare_graph(cfg: Cfg, label_names: list[str], seen: list[str], out: Path |
     if cached is not None and cached.is_file():
         return CategoryGraph.load(cached)
     g = cfg.graph
+    encoder: Any = g.encoder
+    if g.encoder == "clip":
+        if model is None:
+            raise ValueError("graph.encoder: 'clip' needs the model's text tower; none was given")
+        encoder = _clip_text_encoder(model)
     graph = build_graph(
         label_names,
         seen=seen,
         source=g.source,
+        encoder=encoder,
         candidates=g.candidates,
         relative_cut=g.relative_cut,
         max_neighbors=g.max_neighbors,
@@ -363,8 +408,9 @@ def prepare_graph(cfg: Cfg, label_names: list[str], seen: list[str], out: Path |
         base_url=g.llm_base_url,
         progress=True,
     )
-    if cached is not None:
-        graph.save(cached)
+    for path in (cached, Path(g.path) if g.path else None):
+        if path is not None:
+            graph.save(path)
     return graph
 
 
@@ -386,12 +432,56 @@ class _ExportBest(Callback):
             seen=module.seen_names,
             unseen=unseen,
             graph=module.graph,
-            extra={"results": module.last_results, "step": module.global_step},
+            extra={"results": json_results(module.last_results), "step": module.global_step},
         )
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
             self._export(pl_module)  # type: ignore[arg-type]
+
+
+_LOG_CSV = Path("logs") / "metrics.csv"
+_LOG_BEFORE_RESUME = Path("logs") / "metrics.before_resume.csv"
+
+
+def _keep_logs_for_resume(out: Path) -> None:
+    """Set the metrics CSV aside: the resumed run's CSVLogger starts the file afresh."""
+    src, dst = out / _LOG_CSV, out / _LOG_BEFORE_RESUME
+    if src.is_file() and not dst.is_file():  # an earlier resume that crashed has it set aside already
+        os.replace(src, dst)
+
+
+def _merge_resumed_logs(out: Path) -> None:
+    """One metrics CSV over the whole run: the earlier rows before the resumed step, then the new ones.
+
+    Rows logged after the checkpoint (a run killed mid-epoch) are dropped, as the resumed run
+    repeats those steps.
+    """
+    before, now = out / _LOG_BEFORE_RESUME, out / _LOG_CSV
+    if not before.is_file():
+        return
+
+    def rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+        if not path.is_file():
+            return [], []
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            return list(reader.fieldnames or []), list(reader)
+
+    old_keys, old_rows = rows(before)
+    new_keys, new_rows = rows(now)
+    steps = [int(r["step"]) for r in new_rows if r.get("step", "").isdigit()]
+    first = min(steps) if steps else None
+    kept = [r for r in old_rows if first is None or not r.get("step", "").isdigit() or int(r["step"]) < first]
+    keys = list(dict.fromkeys(old_keys + new_keys))
+    from .io import atomic_write_text
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(kept + new_rows)
+    atomic_write_text(now, buf.getvalue())
+    before.unlink()
 
 
 def build_trainer(cfg: Cfg, out: Path, *, callbacks: list[Callback] | None = None, **kwargs: Any) -> L.Trainer:
@@ -403,7 +493,16 @@ def build_trainer(cfg: Cfg, out: Path, *, callbacks: list[Callback] | None = Non
         loggers.append(L.pytorch.loggers.TensorBoardLogger(str(out), name="tb", version=""))
     except ImportError:
         pass
-    ckpt = ModelCheckpoint(dirpath=str(out / "checkpoints"), save_last=True, save_top_k=0, every_n_epochs=1)
+    # Every epoch end: `epoch=E-step=S.ckpt` (only the newest kept) and `last.ckpt` linking to it,
+    # which `--resume` reads. (save_top_k=0 would write no epoch checkpoint, and then no last.ckpt
+    # either, until the very end of training: nothing to resume from after a crash.)
+    ckpt = ModelCheckpoint(
+        dirpath=str(out / "checkpoints"),
+        save_last="link",
+        save_top_k=1,
+        every_n_epochs=1,
+        save_on_train_epoch_end=True,  # also on epochs without validation (val_every > 1 or 0)
+    )
     cbs: list[Callback] = [ckpt, *(callbacks or [])]
     if t.checkpoint_every > 0:
         cbs.append(ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="step{step}", every_n_train_steps=t.checkpoint_every, save_top_k=-1))
@@ -449,17 +548,21 @@ def fit(cfg: Cfg, *, resume: bool = False, progress: bool = True, **trainer_kwar
     dm.setup("fit")
     names, seen, _ = _masks(dm.train_set)
     seen_names = [n for n, s in zip(names, seen) if s]
-    graph = prepare_graph(cfg, names, seen_names, out)
+    graph = prepare_graph(cfg, names, seen_names, out, model)
     module = C2SRTModule(
         config_to_dict(cfg), names, seen.tolist(), graph.to_dict() if graph is not None else None, model=model
     )
     export = out / "model.safetensors"
     trainer = build_trainer(cfg, out, callbacks=[_ExportBest(export, cfg)], enable_progress_bar=progress, **trainer_kwargs)
+    if resume and trainer.is_global_zero:
+        _keep_logs_for_resume(out)
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
     if trainer.is_global_zero:
         from .io import write_json
 
-        write_json(out / "metrics.json", module.last_results)
+        _merge_resumed_logs(out)
+
+        write_json(out / "metrics.json", json_results(module.last_results))
         try:
             from .viz import plot_curves
 
@@ -487,7 +590,7 @@ def evaluate_checkpoint(
 
         g = CategoryGraph.from_dict(graph) if graph is not None else None
         if g is None or any(n not in set(g.labels) for n in names):
-            g = prepare_graph(cfg, names, [n for n, s in zip(names, seen) if s], None)
+            g = prepare_graph(cfg, names, [n for n, s in zip(names, seen) if s], None, model)
         graph = g.to_dict()
     module = C2SRTModule(config_to_dict(cfg), names, seen.tolist(), graph, model=model)
     trainer = L.Trainer(
@@ -502,5 +605,5 @@ def evaluate_checkpoint(
     results = module.last_results
     from .io import write_json
 
-    write_json(out / "eval.json", results)
+    write_json(out / "eval.json", json_results(results))
     return results
