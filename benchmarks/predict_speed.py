@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(args.warmup):
                     rec.predict(images, names, top=TOP, batch_size=args.batch)
             rec.predict(images[:1], names, top=TOP)  # primes the vocabulary (cached for what follows)
-            times = [timed(lambda: rec.predict(images, names, top=TOP, batch_size=args.batch), device) for _ in range(args.iters)]
+            times = [timed(lambda rec=rec, names=names: rec.predict(images, names, top=TOP, batch_size=args.batch), device) for _ in range(args.iters)]
             sec = statistics.median(times)
             row.update(s_per_batch=sec, images_per_s=args.batch / sec, load_1min=os.getloadavg()[0])
             rows.append(row)
