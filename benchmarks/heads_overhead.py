@@ -191,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nbackbone {args.backbone}, batch {args.batch}, {args.precision}, device {env['device']}, "
           f"{env['threads']} threads, load {env['load_1min']}, iters {args.iters} (+{args.warmup} warm-up)")
     dev = "cuda" if device.type == "cuda" else "cpu"
-    tag = f"heads_overhead_{args.backbone}_b{args.batch}_{args.precision}_{env['git_sha']}_torch{env['torch']}_{dev}".replace("+", "-")
+    ks = "-".join(map(str, args.labels))
+    tag = f"heads_overhead_{args.backbone}_b{args.batch}_k{ks}_{args.precision}_{env['git_sha']}_torch{env['torch']}_{dev}".replace("+", "-")
     atomic_write_text(args.out_dir / f"{tag}.json", json.dumps({"args": vars(args) | {"out_dir": str(args.out_dir)}, "environment": env, "rows": rows}, indent=2) + "\n")
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols)
