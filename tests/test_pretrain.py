@@ -126,13 +126,35 @@ def test_zero_shot_scores_shape_and_map_keys(trained, world):
 
 
 def test_saved_weights_load_back_through_create_clip(trained, world, tmp_path):
+    from safetensors.torch import load_file
+
     bundle, _ = trained
     path = pt.save_clip(bundle, tmp_path / "clip.safetensors")
+    full = pt.save_clip(bundle, tmp_path / "full.safetensors", include_frozen_text=True)
     assert not list(tmp_path.glob("*.tmp"))
-    again = create_clip("miniworld-vit", pretrained=str(path))
+    # the frozen MiniLM is left out: a few MB instead of about 90
+    assert not any(k.startswith("text.transformer.") for k in load_file(str(path)))
+    assert path.stat().st_size < 10e6 < full.stat().st_size
     images, _, _ = world.sample(3, seed=2)
     names = ["red ball", "sky", "boat"]
-    np.testing.assert_array_equal(pt.zero_shot_scores(bundle, images, names), pt.zero_shot_scores(again, images, names))
+    for saved in (path, full):
+        again = create_clip("miniworld-vit", pretrained=str(saved))
+        np.testing.assert_array_equal(pt.zero_shot_scores(bundle, images, names), pt.zero_shot_scores(again, images, names))
+
+
+def test_weights_with_a_foreign_key_are_refused(trained, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    bundle, _ = trained
+    path = pt.save_clip(bundle, tmp_path / "clip.safetensors")
+    state = load_file(str(path))
+    save_file({**state, "visual.extra": torch.zeros(1)}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(ValueError, match="unexpected"):
+        create_clip("miniworld-vit", pretrained=str(tmp_path / "bad.safetensors"))
+    del state["visual.proj"]
+    save_file(state, str(tmp_path / "missing.safetensors"))
+    with pytest.raises(ValueError, match="missing"):
+        create_clip("miniworld-vit", pretrained=str(tmp_path / "missing.safetensors"))
 
 
 def test_load_or_pretrain_caches(world, tmp_path, monkeypatch):
@@ -152,7 +174,7 @@ def test_load_or_pretrain_caches(world, tmp_path, monkeypatch):
     assert again == path and meta2 == meta
     with pytest.raises(AssertionError, match="cache"):  # another step count is another key
         pt.load_or_pretrain(world, tmp_path, **{**kw, "steps": 3})
-    create_clip("miniworld-vit", pretrained=str(path))  # loads (strict) without error
+    create_clip("miniworld-vit", pretrained=str(path))  # loads (every non-frozen key checked) without error
 
 
 def test_bad_settings_raise(world):

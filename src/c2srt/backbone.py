@@ -25,6 +25,7 @@ from .constants import IMAGENET_MEAN, IMAGENET_STD, OPENAI_CLIP_MEAN, OPENAI_CLI
 
 _logger = logging.getLogger(__name__)
 
+FROZEN_HF_PREFIX = "text.transformer."  # a pretrained HF text tower that presets keep frozen
 MINILM_PLACEHOLDER = "@minilm"  # preset value replaced by the installed all-MiniLM-L6-v2 folder
 _STATS = {"openai": (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD)}
 
@@ -109,7 +110,8 @@ def create_clip(name: str, pretrained: str | None = None, *, device: str | torch
         if pretrained is not None:
             if not _looks_like_path(pretrained):
                 raise ValueError(f"preset {name!r} has no hub weights; pass a checkpoint path, not {pretrained!r}")
-            open_clip.load_checkpoint(model, pretrained, weights_only=True)
+            frozen = (FROZEN_HF_PREFIX,) if text_cfg.get("hf_model_pretrained") else ()
+            _load_preset_weights(model, pretrained, optional_prefixes=frozen)
         image_size = int(cfg["vision_cfg"]["image_size"])
         mean, std = _resolve_stats(preset.get("mean", "openai")), _resolve_stats(preset.get("std", "openai"))
     else:
@@ -127,6 +129,30 @@ def create_clip(name: str, pretrained: str | None = None, *, device: str | torch
         std = tuple(pp.get("std", OPENAI_CLIP_STD))  # type: ignore[assignment]
     model = model.to(device).eval()
     return ClipBundle(model, tokenizer, image_size, mean, std, name, pretrained)
+
+
+def _load_preset_weights(model: nn.Module, path: str, *, optional_prefixes: tuple[str, ...] = ()) -> None:
+    """Load a preset's weights; parameters under `optional_prefixes` may be absent from the file.
+
+    A preset whose text tower is a pretrained HF model that stays frozen (the mini-world CLIP's
+    MiniLM) is saved without it: the file then holds only what training changed (a few MB), and
+    the tower comes from its package. Any other missing or unexpected key is an error.
+    """
+    import open_clip
+
+    if optional_prefixes and str(path).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+        if not any(k.startswith(optional_prefixes) for k in state):
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            missing = [k for k in missing if not k.startswith(optional_prefixes)]
+            if missing or unexpected:
+                raise ValueError(
+                    f"{path}: weights do not match the preset (missing: {missing[:5]}; unexpected: {unexpected[:5]})"
+                )
+            return
+    open_clip.load_checkpoint(model, path, weights_only=True)
 
 
 def _looks_like_path(value: str) -> bool:

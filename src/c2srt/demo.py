@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from importlib import resources
 from pathlib import Path
@@ -22,10 +23,13 @@ import numpy as np
 import torch
 
 from .config import Cfg, merge_config
+from .constants import POSITIVE
 
 _logger = logging.getLogger(__name__)
 
 ZERO_SHOT = "CLIP zero-shot"
+PICTURE_IMAGES = 4  # test scenes drawn with their selected regions
+PICTURE_LABELS = 7  # most labels drawn per scene
 TABLE_COLUMNS = ("zsl/mAP", "zsl/F1@3", "zsl/F1@5", "gzsl/mAP", "gzsl/F1@3", "gzsl/F1@5")
 
 
@@ -127,14 +131,24 @@ def prepare_graph_file(cfg: Cfg, cache_dir: Path, source: str) -> Path:
     return path
 
 
+def _column_title(column: str) -> str:
+    """"gzsl/mAP" -> "GZSL mAP" (the protocol block in capitals, the metric as it is)."""
+    block, metric = column.split("/", 1)
+    return f"{block.upper()} {metric}"
+
+
 def format_demo_table(rows: dict[str, dict[str, tuple[float, float]]], seeds: list[int]) -> str:
-    """Markdown table: mean (and std over seeds when there are several)."""
-    header = "| method | " + " | ".join(c.replace("zsl/", "ZSL ").replace("gzsl/", "GZSL ") for c in TABLE_COLUMNS) + " |"
+    """Markdown table in percent: mean (and std over seeds when there are several).
+
+    `rows` holds fractions in [0, 1] (what the evaluator reports); the table shows them x 100.
+    """
+    header = "| method | " + " | ".join(_column_title(c) for c in TABLE_COLUMNS) + " |"
     lines = [header, "|" + "---|" * (len(TABLE_COLUMNS) + 1)]
     for name, figs in rows.items():
         cells = []
         for c in TABLE_COLUMNS:
             mean, std = figs.get(c, (float("nan"), 0.0))
+            mean, std = 100 * mean, 100 * std
             cells.append(f"{mean:.1f} ± {std:.1f}" if len(seeds) > 1 else f"{mean:.1f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -198,9 +212,14 @@ def run_demo(
             results = json.loads((Path(cfg.output_dir) / "metrics.json").read_text())
             per_seed.setdefault(name, []).append(results)
             timings[f"{_slug(name)}_seed{seed}_s"] = time.time() - t0
+            # the demo never resumes: drop Lightning's resumable checkpoints (tens of MB each),
+            # and keep the exported models of the first seed only
+            shutil.rmtree(Path(cfg.output_dir) / "checkpoints", ignore_errors=True)
             if seed == seeds[0]:
                 curves[name] = Path(cfg.output_dir) / "logs" / "metrics.csv"
                 full_model = export
+            else:
+                export.unlink(missing_ok=True)
     rows = _aggregate(per_seed)
     table = format_demo_table(rows, seeds)
     timings["total_s"] = time.time() - t_start
@@ -209,6 +228,7 @@ def run_demo(
         "seeds": seeds,
         "quick": quick,
         "graph": str(graph_path),
+        "graph_source": source,
         "pretrained": str(ckpt),
         "pretrain_meta": meta,
         "results": {k: {c: {"mean": m, "std": s} for c, (m, s) in v.items()} for k, v in rows.items()},
@@ -228,7 +248,7 @@ def _pictures(output_dir: Path, curves: dict[str, Path], model_path: Path | None
     from .viz import plot_multi_curves
 
     try:
-        plot_multi_curves({k: v for k, v in curves.items() if v.is_file()}, output_dir / "curves.png", metric="val/zsl/mAP")
+        plot_multi_curves({k: v for k, v in curves.items() if v.is_file()}, output_dir / "curves.png")
     except (OSError, ValueError, KeyError) as e:
         _logger.warning("no learning-curve picture: %s", e)
     try:
@@ -238,13 +258,57 @@ def _pictures(output_dir: Path, curves: dict[str, Path], model_path: Path | None
         draw_graph(CategoryGraph.load(graph_path), output_dir / "graph.png")
     except (OSError, ValueError, ImportError) as e:
         _logger.warning("no graph picture: %s", e)
-    if model_path is None or not model_path.is_file():
-        return
-    from .data.base import build_dataset
-    from .predict import Recognizer
+    if model_path is not None and model_path.is_file():
+        region_pictures(model_path, cfg, output_dir / "regions")
 
-    rec = Recognizer.from_checkpoint(model_path)
-    ds = build_dataset(cfg.data, "test", None)
+
+def _picture_indices(labels: np.ndarray, seen: np.ndarray, n: int) -> list[int]:
+    """Test scenes worth drawing: the first `n` with an unseen label and at least 4 labels."""
+    pos = labels == POSITIVE  # [M, K]
+    good = np.flatnonzero((pos[:, ~seen].any(1)) & (pos.sum(1) >= 4))
+    rest = [i for i in range(len(labels)) if i not in set(good[:n].tolist())]
+    return (good[:n].tolist() + rest)[:n]
+
+
+@torch.no_grad()
+def region_pictures(model_path: Path, cfg: Cfg, out_dir: Path, *, n_images: int = PICTURE_IMAGES) -> list[Path]:
+    """Per-label selected patches of a fine-tuned model on a few test scenes, one PNG per scene.
+
+    Each scene's panels are its true labels (unseen ones marked), with the patches the region head
+    pooled for that label (ISR: a number that adapts to the label; MKT: always k) and the score.
+    """
+    from .checkpoint import load_checkpoint
+    from .data.base import build_dataset
+    from .data.transforms import build_transform
+    from .graph import CategoryGraph
+    from .viz import region_heatmaps
+
+    model, info = load_checkpoint(model_path)
+    tf = build_transform(model.image_size, model.mean, model.std, train=False, rand_augment=False)
+    ds = build_dataset(cfg.data, "test", tf)
     names = list(ds.label_names)
-    images = [ds.pil_image(i) for i in range(4)]
-    rec.predict(images, names, top=4, explain_dir=output_dir / "regions", explain_top=4)
+    seen = np.asarray(ds.seen_mask, dtype=bool)
+    graph = CategoryGraph.from_dict(info.graph) if info.graph is not None else None
+    labels = model.label_set(names, graph if model.ist is not None else None)
+    idx = _picture_indices(ds.targets.numpy(), seen, n_images)
+    x = torch.stack([ds[i]["image"] for i in idx])  # [n, 3, H, W]
+    out = model(x, labels, return_weights=True)
+    paths = []
+    for row, i in enumerate(idx):
+        present = [k for k in range(len(names)) if int(ds[i]["target"][k]) == POSITIVE]
+        present = sorted(present, key=lambda k: bool(seen[k]))[:PICTURE_LABELS]  # unseen labels are never cut
+        rank = torch.argsort(out.logits[row], descending=True).tolist()
+        drawn = [f"{names[k]}{'' if seen[k] else ' (unseen)'}: rank {rank.index(k) + 1}" for k in present]
+        scores = [float(out.logits[row, k]) for k in present]
+        paths.append(
+            region_heatmaps(
+                np.asarray(ds.pil_image(i)),
+                out.weights[row][:, present].numpy(),  # [N, K] -> [N, L]
+                drawn,
+                scores,
+                [int(out.counts[row, k]) for k in present],
+                out_dir / f"test{i}.png",
+                title=f"test scene {i}: its true labels, ranked among all {len(names)}",
+            )
+        )
+    return paths

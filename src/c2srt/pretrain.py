@@ -45,14 +45,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _logger = logging.getLogger(__name__)
 
-PRETRAIN_VERSION = 1  # bump when the recipe changes: cached checkpoints are then rebuilt
+PRETRAIN_VERSION = 2  # bump when the recipe changes: cached checkpoints are then rebuilt (2: avg-pooled patches)
 BACKBONE = "miniworld-vit"
 LABEL_PHRASE = "a photo of a {}."  # label-level captions; deliberately not the evaluation prompt
 DEFAULT_STEPS = 150
-QUICK_STEPS = 50
+QUICK_STEPS = 40
 DEFAULT_IMAGES = 3000  # pretrain-split scenes with one caption each
-QUICK_IMAGES = 1200
+QUICK_IMAGES = 640
 DEFAULT_BATCH = 128
+QUICK_BATCH = 64
 DEFAULT_LR = 3e-3  # peak AdamW learning rate
 WEIGHT_DECAY = 0.05  # not applied to 1-D parameters
 WARMUP_FRACTION = 0.1  # of the steps, linear
@@ -64,6 +65,7 @@ MAX_LOGIT_SCALE = 100.0
 INIT_LABEL_BIAS = -5.0  # sigmoid label loss: most labels are absent from a scene
 TEXT_BATCH = 256  # captions per MiniLM forward
 EVAL_IMAGES = 1000  # held-out scenes for the zero-shot mAP stored with the checkpoint
+QUICK_EVAL_IMAGES = 200
 EVAL_SPLIT = "test"
 
 
@@ -395,12 +397,23 @@ def _atomic_write_bytes(path: Path, write: Any) -> None:
         raise
 
 
-def save_clip(bundle: "ClipBundle", path: str | Path) -> Path:
-    """Write the full model state_dict as safetensors (atomically); `create_clip(name, pretrained=path)` loads it."""
+def save_clip(bundle: "ClipBundle", path: str | Path, *, include_frozen_text: bool = False) -> Path:
+    """Write the model's weights as safetensors (atomically); `create_clip(name, pretrained=path)` loads them.
+
+    The frozen MiniLM text tower (88 MB) is left out unless `include_frozen_text`: pretraining
+    never changes it and `create_clip` takes it from its package, so the file holds only the
+    image tower, the text projection and the logit scale (a few MB).
+    """
     from safetensors.torch import save_file
 
+    from .backbone import FROZEN_HF_PREFIX
+
     path = Path(path)
-    state = {k: v.detach().cpu().contiguous() for k, v in bundle.model.state_dict().items()}
+    state = {
+        k: v.detach().cpu().contiguous()
+        for k, v in bundle.model.state_dict().items()
+        if include_frozen_text or not k.startswith(FROZEN_HF_PREFIX)
+    }
     _atomic_write_bytes(path, lambda tmp: save_file(state, tmp, metadata={"format": "pt", "c2srt": "miniworld-clip"}))
     return path
 
@@ -412,10 +425,10 @@ def load_or_pretrain(
     steps: int | None = None,
     seed: int = 0,
     quick: bool = False,
-    batch_size: int = DEFAULT_BATCH,
+    batch_size: int | None = None,
     lr: float = DEFAULT_LR,
     n_images: int | None = None,
-    eval_images: int = EVAL_IMAGES,
+    eval_images: int | None = None,
     progress: bool = False,
     device: str | torch.device = "cpu",
 ) -> tuple[Path, dict[str, Any]]:
@@ -427,8 +440,9 @@ def load_or_pretrain(
         steps: optimiser steps (default DEFAULT_STEPS, or QUICK_STEPS when `quick`).
         seed: pretraining seed.
         quick: the fast recipe (fewer steps and scenes) for `c2srt demo --quick` and smoke tests.
-        batch_size, lr, n_images: see `pretrain_clip` (n_images defaults by `quick`).
-        eval_images: test scenes for the zero-shot mAP stored in the meta (not part of the key).
+        batch_size, lr, n_images: see `pretrain_clip` (batch_size and n_images default by `quick`).
+        eval_images: test scenes for the zero-shot mAP stored in the meta (not part of the key;
+            default by `quick`).
         progress: show a tqdm bar while pretraining.
         device: where to pretrain.
 
@@ -438,6 +452,8 @@ def load_or_pretrain(
     """
     steps = int(steps if steps is not None else (QUICK_STEPS if quick else DEFAULT_STEPS))
     n_images = int(n_images if n_images is not None else (QUICK_IMAGES if quick else DEFAULT_IMAGES))
+    batch_size = int(batch_size if batch_size is not None else (QUICK_BATCH if quick else DEFAULT_BATCH))
+    eval_images = int(eval_images if eval_images is not None else (QUICK_EVAL_IMAGES if quick else EVAL_IMAGES))
     n_images = max(n_images, batch_size)
     cfg = PretrainCfg(
         world_seed=world.seed, image_size=world.image_size, steps=steps, batch_size=batch_size, lr=lr,
