@@ -16,9 +16,7 @@ encoder: ratio = 1 + head / bare.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
+import os
 import statistics
 import sys
 import threading
@@ -29,7 +27,8 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_scale import RESULTS_DIR, atomic_write_text, environment  # noqa: E402
+from bench_io import device_name, print_rows, timed, write_rows  # noqa: E402
+from eval_scale import RESULTS_DIR, environment  # noqa: E402
 
 from c2srt.config import HeadCfg, IstCfg, ModelCfg  # noqa: E402
 from c2srt.model import LabelSet, create_model  # noqa: E402
@@ -81,15 +80,6 @@ class PeakMemory:
             self._thread.join()
             self.peak_mb = max(self.peak_mb, self.rss_mb())
 
-
-def timed(fn: Callable[[], object], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - t0
 
 
 def random_vocabulary(k: int, dim: int, neighbors: int, device: torch.device, seed: int) -> LabelSet:
@@ -180,26 +170,14 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
 
-    env = {**environment(), "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-           "threads": str(torch.get_num_threads()), "load_1min": f"{__import__('os').getloadavg()[0]:.2f}"}
-    cols = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
-    print(" | ".join(c.ljust(widths[c]) for c in cols))
-    print("-|-".join("-" * widths[c] for c in cols))
-    for r in rows:
-        print(" | ".join(str(r[c]).ljust(widths[c]) for c in cols))
+    env = {**environment(), "device": device_name(device), "threads": str(torch.get_num_threads()),
+           "load_1min": f"{os.getloadavg()[0]:.2f}"}
+    print_rows(rows)
     print(f"\nbackbone {args.backbone}, batch {args.batch}, {args.precision}, device {env['device']}, "
           f"{env['threads']} threads, load {env['load_1min']}, iters {args.iters} (+{args.warmup} warm-up)")
-    dev = "cuda" if device.type == "cuda" else "cpu"
     ks = "-".join(map(str, args.labels))
-    tag = f"heads_overhead_{args.backbone}_b{args.batch}_k{ks}_{args.precision}_{env['git_sha']}_torch{env['torch']}_{dev}".replace("+", "-")
-    atomic_write_text(args.out_dir / f"{tag}.json", json.dumps({"args": vars(args) | {"out_dir": str(args.out_dir)}, "environment": env, "rows": rows}, indent=2) + "\n")
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols)
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(args.out_dir / f"{tag}.csv", buf.getvalue())
-    print(f"wrote {args.out_dir / tag}.json and .csv")
+    tag = f"heads_overhead_{args.backbone}_b{args.batch}_k{ks}_{args.precision}_{env['git_sha']}_torch{env['torch']}_{device.type}"
+    write_rows(args.out_dir, tag, rows, args=vars(args), environment=env)
     return 0
 
 

@@ -21,21 +21,17 @@ vocabulary and `--iters` timed batches follow. The table gives the median. The m
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_scale import RESULTS_DIR, atomic_write_text, environment  # noqa: E402
+from bench_io import timed, write_rows  # noqa: E402
+from eval_scale import RESULTS_DIR, environment  # noqa: E402
 
 from c2srt.config import HeadCfg, IstCfg, ModelCfg  # noqa: E402
 from c2srt.model import create_model  # noqa: E402
@@ -50,16 +46,6 @@ IMAGE_SIDE = 224  # px, synthetic images
 TOP = 5  # labels kept per image, as `c2srt predict` by default
 CONFIGS = ("zero-shot CLIP + ISR", "C2SRT ISR + IST label")
 
-
-def timed(fn: Callable[[], object], device: torch.device) -> float:
-    """Wall seconds of `fn()`, synchronising CUDA before reading the clock."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - t0
 
 
 def build(name: str, backbone: str, device: str) -> Recognizer:
@@ -161,16 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in [*run.items(), *env.items()]:
         print(f"{key.ljust(width)}  {value}")
 
-    tag = f"predict_speed_{args.backbone}_b{args.batch}_{env['git_sha']}_torch{env['torch']}_{device.type}".replace("+", "-")
-    payload = {"run": run, "environment": env, "results": rows}
-    atomic_write_text(args.out_dir / f"{tag}.json", json.dumps(payload, indent=2) + "\n")
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
-    w.writeheader()
-    for r in rows:
-        w.writerow({c: (round(r[c], 4) if isinstance(r[c], float) else r[c]) for c in cols})
-    atomic_write_text(args.out_dir / f"{tag}.csv", buf.getvalue())
-    print(f"\nwrote {args.out_dir / tag}.json and .csv")
+    tag = f"predict_speed_{args.backbone}_b{args.batch}_{env['git_sha']}_torch{env['torch']}_{device.type}"
+    rounded = [{c: (round(r[c], 4) if isinstance(r[c], float) else r[c]) for c in cols} for r in rows]
+    write_rows(args.out_dir, tag, rounded, run=run, environment=env)
     return 0
 
 

@@ -24,9 +24,6 @@ teacher, loss, backward, optimizer), to see which part costs what.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import os
 import statistics
 import sys
@@ -37,7 +34,8 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_scale import RESULTS_DIR, atomic_write_text, environment  # noqa: E402
+from bench_io import device_name, print_rows, write_rows  # noqa: E402
+from eval_scale import RESULTS_DIR, environment  # noqa: E402
 from heads_overhead import PeakMemory, random_vocabulary  # noqa: E402
 
 from c2srt.config import HeadCfg, IstCfg, ModelCfg, TrainCfg  # noqa: E402
@@ -220,33 +218,19 @@ def main(argv: list[str] | None = None) -> int:
 
     env = {
         **environment(),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device": device_name(device),
         "threads": str(torch.get_num_threads()),
         "load_1min_before": f"{load_before:.2f}",
         "load_1min_after": f"{os.getloadavg()[0]:.2f}",
     }
-    cols = list(dict.fromkeys(c for r in rows for c in r))
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
-    print(" | ".join(c.ljust(widths[c]) for c in cols))
-    print("-|-".join("-" * widths[c] for c in cols))
-    for r in rows:
-        print(" | ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
+    print_rows(rows)
     print(
         f"\n{args.backbone}, batch {args.batch}, {args.labels} labels, {args.neighbors} neighbours, {args.precision}, "
         f"device {env['device']}, {env['threads']} threads, load {env['load_1min_before']} -> {env['load_1min_after']}, "
         f"{args.iters} timed (+{args.warmup} warm-up) steps per variant, round-robin"
     )
-    dev = "cuda" if device.type == "cuda" else "cpu"
-    tag = f"train_step_{args.backbone}_b{args.batch}_k{args.labels}_{args.precision}_{env['git_sha']}_torch{env['torch']}_{dev}"
-    tag = tag.replace("+", "-")
-    payload = {"args": vars(args) | {"out_dir": str(args.out_dir)}, "environment": env, "rows": rows}
-    atomic_write_text(args.out_dir / f"{tag}.json", json.dumps(payload, indent=2) + "\n")
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols)
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(args.out_dir / f"{tag}.csv", buf.getvalue())
-    print(f"wrote {args.out_dir / tag}.json and .csv")
+    tag = f"train_step_{args.backbone}_b{args.batch}_k{args.labels}_{args.precision}_{env['git_sha']}_torch{env['torch']}_{device.type}"
+    write_rows(args.out_dir, tag, rows, args=vars(args), environment=env)
     return 0
 
 

@@ -1,0 +1,56 @@
+"""What every torch benchmark here shares: a CUDA-synchronised clock, a printed table, CSV + JSON files.
+
+The environment (git SHA, versions) and the atomic writer come from `eval_scale`, which imports no
+torch (it measures memory); this module adds the torch-side pieces.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from eval_scale import atomic_write_text
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall seconds of `fn()`, synchronising CUDA before each reading of the clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t0
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def print_rows(rows: list[dict[str, Any]]) -> list[str]:
+    """Print rows as an aligned table; returns the columns (union of the rows' keys, in order)."""
+    cols = list(dict.fromkeys(c for r in rows for c in r))
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols}
+    print(" | ".join(c.ljust(widths[c]) for c in cols))
+    print("-|-".join("-" * widths[c] for c in cols))
+    for r in rows:
+        print(" | ".join(str(r.get(c, "")).ljust(widths[c]) for c in cols))
+    return cols
+
+
+def write_rows(out_dir: Path, tag: str, rows: list[dict[str, Any]], **payload: Any) -> None:
+    """`<tag>.json` (rows plus `payload`, e.g. args and environment) and `<tag>.csv` (rows), atomically."""
+    tag = tag.replace("+", "-")
+    cols = list(dict.fromkeys(c for r in rows for c in r))
+    atomic_write_text(out_dir / f"{tag}.json", json.dumps({**payload, "rows": rows}, indent=2, default=str) + "\n")
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(out_dir / f"{tag}.csv", buf.getvalue())
+    print(f"wrote {out_dir / tag}.json and .csv")
