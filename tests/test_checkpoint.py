@@ -54,3 +54,16 @@ def test_plain_safetensors_without_our_metadata_is_refused(tmp_path) -> None:
     save_file({"w": torch.zeros(2)}, str(path))
     with pytest.raises(ValueError, match="not a c2srt checkpoint"):
         read_checkpoint_info(path)
+
+
+def test_a_frozen_package_text_tower_is_not_stored(tmp_path) -> None:
+    """The mini-world preset's MiniLM comes from its package: checkpoints stay a few MB, and reload exactly."""
+    torch.manual_seed(0)
+    mcfg = ModelCfg(backbone="miniworld-vit", pretrained=None, distill=False, head=HeadCfg(name="isr", k_max=8))
+    model = create_model(mcfg).eval()
+    path = save_checkpoint(tmp_path / "m.safetensors", model, Cfg(model=mcfg))
+    assert path.stat().st_size < 20 * 2**20  # the MiniLM tower alone is about 90 MB
+    again, _ = load_checkpoint(path)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x, NAMES).logits, model(x, NAMES).logits, rtol=0, atol=0)

@@ -138,7 +138,7 @@ def load_checkpoint(
     )
     state = load_file(str(path), device=str(device))
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("backbone.teacher.")]
+    missing = [k for k in missing if not k.startswith(model.rebuilt_prefixes())]
     if missing or unexpected:
         raise ValueError(
             f"{path}: weights do not match the model its config describes "

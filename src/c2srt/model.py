@@ -158,9 +158,25 @@ class C2SRT(nn.Module):
         return torch.einsum("bd,kd->bk", g, labels.text)  # [B, D] x [K, D] -> [B, K]
 
     # ------------------------------------------------------------- weights
+    def rebuilt_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes that building the model restores by itself, so checkpoints omit them.
+
+        The teacher is the pretrained tower (rebuilt from `cfg.pretrained`); a preset's frozen,
+        package-provided text tower (the mini-world's MiniLM, 90 MB) is loaded from its package.
+        """
+        from .backbone import FROZEN_HF_PREFIX, list_presets, load_preset
+
+        prefixes = ["backbone.teacher."]
+        if self.cfg.backbone in list_presets():
+            text_cfg = load_preset(self.cfg.backbone)["model_cfg"].get("text_cfg", {})
+            if text_cfg.get("hf_model_pretrained"):
+                prefixes.append(f"label_encoder.clip.{FROZEN_HF_PREFIX}")
+        return tuple(prefixes)
+
     def state_dict_to_save(self) -> dict[str, torch.Tensor]:
-        """Everything but the teacher (it is the pretrained tower, rebuilt from `cfg.model.pretrained`)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.teacher.")}
+        """Everything that training may change or that building the model cannot restore."""
+        skip = self.rebuilt_prefixes()
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(skip)}
 
     def extra_repr(self) -> str:
         return f"head={self.cfg.head.name}, ist={self.cfg.ist.mode}, distill={self.cfg.distill}"
