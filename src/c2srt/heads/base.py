@@ -88,6 +88,16 @@ def normalize_inputs(
     return g, patches, text
 
 
+def region_feature(weights: torch.Tensor, patches: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """f_img^c = (f_L^c + g) / 2 with f_L^c the patch features pooled by `weights` (the same for every head).
+
+    Shapes:
+        weights [B, K, N], patches [B, N, D], g [B, D] -> [B, K, D]
+    """
+    f_loc = torch.bmm(weights, patches)  # [B, K, N] x [B, N, D] -> [B, K, D]
+    return 0.5 * (f_loc + g.unsqueeze(1).expand_as(f_loc))
+
+
 def label_chunks(k: int, chunk: int) -> list[slice]:
     """Slices of the label axis, so [B, N, K] intermediates stay bounded at 7,586 labels."""
     chunk = max(1, int(chunk))

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..constants import DEFAULT_EPS
-from .base import HeadOutput, fuse_scores, label_chunks, normalize_inputs, register_head
+from .base import HeadOutput, fuse_scores, label_chunks, normalize_inputs, region_feature, register_head
 
 DEFAULT_TAU = 0.02  # softmax temperature over patch-label cosine similarities
 
@@ -151,8 +151,7 @@ class IsrHead(nn.Module):
             local.append((w * sim).sum(-1))  # <f_L, t_c>: [B, Kc, N] -> [B, Kc]
             counts.append(n)
             if need_features:
-                f_loc = torch.bmm(w, patches)  # [B, Kc, N] x [B, N, D] -> [B, Kc, D]
-                f_img.append(0.5 * (f_loc + g.unsqueeze(1).expand_as(f_loc)))
+                f_img.append(region_feature(w, patches, g))  # [B, Kc, D]
             if return_weights:
                 weights.append(w.transpose(1, 2))  # [B, Kc, N] -> [B, N, Kc]
         glob = torch.einsum("bd,kd->bk", g, text)  # [B, D] x [K, D] -> [B, K]

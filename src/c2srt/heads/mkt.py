@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import HeadOutput, fuse_scores, label_chunks, normalize_inputs, register_head
+from .base import HeadOutput, fuse_scores, label_chunks, normalize_inputs, region_feature, register_head
 
 
 def topk_patch_weights(sim: torch.Tensor, k: int) -> torch.Tensor:
@@ -73,8 +73,7 @@ class MktHead(nn.Module):
                 w = topk_patch_weights(sim, k)  # [B, Kc, N]
                 local.append((w * sim).sum(-1))  # [B, Kc, N] -> [B, Kc]
                 if need_features:
-                    f_loc = torch.bmm(w, patches)  # [B, Kc, N] x [B, N, D] -> [B, Kc, D]
-                    f_img.append(0.5 * (f_loc + g.unsqueeze(1).expand_as(f_loc)))
+                    f_img.append(region_feature(w, patches, g))  # [B, Kc, D]
                 if return_weights:
                     weights.append(w.transpose(1, 2))  # [B, Kc, N] -> [B, N, Kc]
             else:  # scoring only: no weight tensor needed
