@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ..io import atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -58,21 +59,6 @@ def read_label_file(path: str | os.PathLike[str]) -> list[str]:
     if not labels:
         raise ValueError(f"{path}: no labels (one label per line expected)")
     return labels
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a graph."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class CategoryGraph:
@@ -335,7 +321,7 @@ class CategoryGraph:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the versioned JSON file atomically (temporary file + rename). Returns the path."""
         path = Path(path)
-        _atomic_write_text(path, json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n")
         return path
 
     @classmethod
