@@ -31,7 +31,7 @@ def test_clip_loss_matches_a_loop():
     img = F.normalize(torch.randn(5, 8, generator=g), dim=-1)
     txt = F.normalize(torch.randn(5, 8, generator=g), dim=-1)
     scale = torch.tensor(3.0)
-    sims = [[scale * float(img[i] @ txt[j]) for j in range(5)] for i in range(5)]
+    sims = [[float(scale) * float(img[i] @ txt[j]) for j in range(5)] for i in range(5)]
     i2t = sum(-sims[i][i] + math.log(sum(math.exp(s) for s in sims[i])) for i in range(5)) / 5
     t2i = sum(-sims[j][j] + math.log(sum(math.exp(sims[i][j]) for i in range(5))) for j in range(5)) / 5
     assert float(pt.clip_loss(img, txt, scale)) == pytest.approx((i2t + t2i) / 2, rel=1e-5)
