@@ -454,7 +454,7 @@ DATASETS: Registry[Callable[..., Any]] = Registry("dataset")
 # Readers that live in their own module, imported when first asked for (importing all of them
 # eagerly would be slow, and a missing optional module must not break the others).
 _READER_MODULES = {
-    "miniworld": "miniworld",
+    "miniworld": "c2srt.miniworld.dataset",  # an application of the library, in its own package
     "nus_wide": "nus_wide",
     "open_images": "open_images",
     "jsonl": "folder",
@@ -479,7 +479,7 @@ def _import_reader(name: str) -> None:
     module = _READER_MODULES.get(name)
     if module is None or name in DATASETS:
         return
-    full = f"{__package__}.{module}"
+    full = module if "." in module else f"{__package__}.{module}"
     try:
         importlib.import_module(full)
     except ModuleNotFoundError as e:
