@@ -547,9 +547,6 @@ def parse_answer(text: str, report: ParseReport) -> list[tuple[str, float]]:
     return _rescale(items, report)
 
 
-parse_json_answer = parse_answer  # the name the OpenAI backend used first
-
-
 def _split_conjunction(name: str, matcher: VocabularyMatcher, candidates: Sequence[str] | None) -> list[str] | None:
     """ "knife and fork" -> ["knife", "fork"] when every part is a label (and the whole is not)."""
     parts = [p for p in _CONJUNCTION.split(strip_markup(name)) if p.strip()]
