@@ -4,7 +4,7 @@ The browser test starts the server on a free loopback port with the tiny random 
 real photo, opens a region heatmap, tries a non-image and an empty vocabulary, and fails if the page
 requests anything from a host other than 127.0.0.1. It drives Debian's Chromium through Playwright,
 installing it with `apt-get install chromium` when missing and running as root (as in CI), and is
-skipped only when that is impossible. Set C2SRT_SCREENSHOT=path to save a screenshot of the page.
+skipped only when that is impossible.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from c2srt.constants import DEFAULT_TOP
+from c2srt.predict import Prediction
 from c2srt.serve import (
     MAX_IMAGE_SIDE,
     MAX_VOCABULARY,
@@ -34,7 +36,6 @@ from c2srt.serve import (
     open_upload,
     parse_vocabulary,
     results_html,
-    shown_labels,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -112,24 +113,32 @@ def test_unique_names_keep_repeated_uploads_apart() -> None:
 
 
 def _item(ranked: list[tuple[str, float]], weights: np.ndarray | None = None, size=(40, 20)) -> TaggedImage:
+    """An upload as the page holds it: every label ranked; `weights` [N, K] in ranked order."""
     names = [n for n, _ in ranked]
-    return TaggedImage(
-        name="x.jpg",
-        image=Image.new("RGB", size, (100, 100, 100)),
-        vocabulary=sorted(names),
-        ranked=ranked,
+    side = min(size)
+    left, top = (size[0] - side) / 2, (size[1] - side) / 2
+    pred = Prediction(
+        "x.jpg",
+        ranked,
         counts={n: 1 for n in names},
-        weights=weights,
+        weights={n: weights[:, k] for k, n in enumerate(names)} if weights is not None else {},
+        crop_box=(left, top, left + side, top + side),
     )
+    return TaggedImage("x.jpg", Image.new("RGB", size, (100, 100, 100)), pred)
 
 
-def test_shown_labels_top_then_threshold() -> None:
+def test_results_html_lists_top_then_threshold() -> None:
     it = _item([("a", 0.9), ("b", 0.5), ("c", 0.1), ("d", -0.3)])
-    assert shown_labels(it, None, None) == it.ranked
-    assert shown_labels(it, None, 2) == [("a", 0.9), ("b", 0.5)]
-    assert shown_labels(it, 0.1, None) == [("a", 0.9), ("b", 0.5), ("c", 0.1)]  # at the threshold is kept
-    assert shown_labels(it, 0.6, 3) == [("a", 0.9)]
-    assert shown_labels(it, 1.0, None) == []
+
+    def listed(threshold, top) -> list[str]:
+        page = results_html([it], threshold, top)
+        return [part.split("</td>")[0].rsplit(">", 1)[1] for part in page.split("class='c2srt-label'")[1:]]
+
+    assert listed(None, None) == ["a", "b", "c", "d"]
+    assert listed(None, 2) == ["a", "b"]
+    assert listed(0.1, None) == ["a", "b", "c"]  # at the threshold is kept
+    assert listed(0.6, 3) == ["a"]
+    assert listed(1.0, None) == [] and "No label at or above the threshold" in results_html([it], 1.0, None)
 
 
 def test_results_html_escapes_labels() -> None:
@@ -143,19 +152,27 @@ def test_results_html_escapes_labels() -> None:
 def test_heatmap_lights_the_selected_patch() -> None:
     # A 40x20 grey image: the model's centre crop is the square x in [10, 30), y in [0, 20),
     # seen as a 2x2 patch grid of 10 px cells. Only the bottom-right patch (index 3) is selected.
-    weights = np.zeros((4, 2), dtype=np.float32)  # [N, K], vocabulary order ["a", "b"]
+    import matplotlib
+
+    from c2srt import viz
+
+    weights = np.zeros((4, 2), dtype=np.float32)  # [N, K], ranked order ["a", "b"]
     weights[3, 0] = 0.7
     it = _item([("a", 0.9), ("b", 0.2)], weights)
     pic, caption = heatmap(it, "a", image_size=224)
     assert pic.shape == (20, 40, 3) and pic.dtype == np.uint8
     outside = pic[:, :10].reshape(-1, 3)
     unselected = pic[0:10, 10:30].reshape(-1, 3)
-    selected = pic[10:20, 20:30].reshape(-1, 3)
-    assert (outside == int(100 * 0.2)).all()  # DIM_OUTSIDE
-    assert (unselected == int(100 * 0.45)).all()  # DIM_UNSELECTED
-    expected = (np.array([100.0] * 3) * 0.4 + np.array([255.0, 200.0, 0.0]) * 0.6).astype(np.uint8)  # full weight
-    assert (np.abs(selected.astype(int) - expected.astype(int)) <= 1).all()
-    assert "1 of 4 patches" in caption and "0.900" in caption
+    inner = pic[11:19, 21:29].reshape(-1, 3)  # the selected patch inside its 1 px outline
+    ring = np.concatenate([pic[10, 20:30], pic[19, 20:30], pic[10:20, 20], pic[10:20, 29]])
+    assert (outside == round(100 * (1 - viz.OUTSIDE_DIM))).all()
+    assert (unselected == round(100 * (1 - viz.UNSELECTED_DIM))).all()
+    top_colour = np.array(matplotlib.colormaps[viz.HEAT_COLORMAP](viz.HEAT_RANGE[1])[:3]) * 255  # full weight
+    expected = 100 * (1 - viz.SELECTED_ALPHA) + top_colour * viz.SELECTED_ALPHA
+    assert (np.abs(inner.astype(int) - expected.round().astype(int)) <= 1).all()
+    assert (ring == viz.OUTLINE_RGB).all()
+    assert "1 of 4 patches" in caption and "0.900" in caption and "dark margin" in caption
+    assert "dark margin" not in heatmap(_item([("a", 0.9), ("b", 0.2)], weights, size=(20, 20)), "a", 224)[1]
     with pytest.raises(ValueError, match="not in the vocabulary"):
         heatmap(it, "zebra", image_size=224)
 
@@ -210,23 +227,30 @@ def recognizer(tiny_checkpoint: Path):
 
 def test_tag_images_ranks_like_predict(recognizer, photos: Path) -> None:
     """The page's ranking is `Recognizer.predict`'s, and neighbours are the graph's, within the vocabulary."""
-    from c2srt.serve import graph_for, tag_images
+    from c2srt.serve import tag_images
 
     labels = parse_vocabulary(VOCAB)
     imgs = [(p.name, open_upload(p)) for p in sorted(photos.glob("*.jpg"))[:2]]
     items = tag_images(recognizer, imgs, labels)
-    assert [it.name for it in items] == [n for n, _ in imgs]
+    assert [it.name for it in items] == [it.prediction.source for it in items] == [n for n, _ in imgs]
     for (_, img), it in zip(imgs, items):
         ref = recognizer.predict([img], labels, top=None)[0]
-        assert [n for n, _ in it.ranked] == [n for n, _ in ref.labels]
-        np.testing.assert_allclose([s for _, s in it.ranked], [s for _, s in ref.labels], rtol=1e-5, atol=1e-6)
-        assert [s for _, s in it.ranked] == sorted((s for _, s in it.ranked), reverse=True)
-        assert it.weights is not None and it.weights.shape[1] == len(labels)  # [N, K]
-        assert set(it.counts) == set(labels)
-    graph = graph_for(recognizer, labels)
+        ranked = it.prediction.labels
+        assert [n for n, _ in ranked] == [n for n, _ in ref.labels]
+        np.testing.assert_allclose([s for _, s in ranked], [s for _, s in ref.labels], rtol=1e-5, atol=1e-6)
+        assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
+        assert set(it.prediction.weights) == set(it.prediction.counts) == set(labels)
+        n_patches = {w.shape for w in it.prediction.weights.values()}
+        assert len(n_patches) == 1 and len(next(iter(n_patches))) == 1  # [N] per label
+        for name, w in it.prediction.weights.items():  # ISR keeps `counts` patches, the rest weigh 0
+            assert int((w > 0).sum()) == it.prediction.counts[name]
+        w, h = img.size
+        side = min(w, h)
+        assert it.prediction.crop_box == ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+    graph = recognizer.graph_for(labels)
     for name in labels:  # brute force over the graph's own lists
         expect = sorted(((n, w) for n, w in graph.neighbors(name) if n in labels), key=lambda p: (-p[1], p[0]))
-        assert items[0].neighbors[name] == expect
+        assert items[0].prediction.neighbors[name] == expect
         assert all(0 < w <= 1 for _, w in expect)
 
 
@@ -337,7 +361,7 @@ def test_a_taken_port_is_a_clear_error(recognizer) -> None:
 
 
 @pytest.mark.slow
-def test_page_in_a_browser(chromium: Path, page_url: str, photos: Path, tmp_path: Path) -> None:
+def test_page_in_a_browser(chromium: Path, page_url: str, recognizer, photos: Path, tmp_path: Path) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
@@ -369,7 +393,8 @@ def test_page_in_a_browser(chromium: Path, page_url: str, photos: Path, tmp_path
             page.wait_for_selector("#c2srt-results .c2srt-row")
             labels = page.locator("#c2srt-results .c2srt-label").all_inner_texts()
             scores = [float(s) for s in page.locator("#c2srt-results .c2srt-score").all_inner_texts()]
-            assert sorted(labels) == sorted(parse_vocabulary(VOCAB))
+            ranked = recognizer.predict([open_upload(photos / "bus.jpg")], parse_vocabulary(VOCAB), top=None)[0]
+            assert labels == [n for n, _ in ranked.labels][:DEFAULT_TOP]  # the one default top-k
             assert scores == sorted(scores, reverse=True)
             assert "Tagged 1 image(s) with 6 labels" in _settled_text(page, "#c2srt-status")
 
@@ -391,9 +416,6 @@ def test_page_in_a_browser(chromium: Path, page_url: str, photos: Path, tmp_path
                 arg=list(shown),
             )
             page.wait_for_selector("#c2srt-neighbors .c2srt-neighbor, #c2srt-neighbors p")
-            if shot := os.environ.get("C2SRT_SCREENSHOT"):
-                page.wait_for_timeout(500)  # let the image finish fading in
-                page.screenshot(path=shot, full_page=True)
 
             # 4. the threshold slider filters the list
             step = "move the threshold"
@@ -444,3 +466,4 @@ def test_page_in_a_browser(chromium: Path, page_url: str, photos: Path, tmp_path
     assert any(urlsplit(u).hostname == "127.0.0.1" for u in urls)  # requests were seen
     remote = sorted({_remote_host(u) for u in urls} - {""})
     assert not remote, f"the page fetched from non-loopback hosts: {remote}"
+
