@@ -4,7 +4,9 @@ The browser test starts the server on a free loopback port with the tiny random 
 real photo, opens a region heatmap, tries a non-image and an empty vocabulary, and fails if the page
 requests anything from a host other than 127.0.0.1. It drives Debian's Chromium through Playwright,
 installing it with `apt-get install chromium` when missing and running as root (as in CI), and is
-skipped only when that is impossible.
+skipped only when that is impossible. A load test runs `c2srt serve` in its own process and drives it
+with eight gradio_client sessions at once (with broken uploads and an oversized one), and checks the
+named API endpoints.
 """
 
 from __future__ import annotations
@@ -12,11 +14,15 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.request
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -52,6 +58,12 @@ CHROMIUM_ARGS = [
 VOCAB = "person, bus, dog, cat, tennis racket, tie"  # all in the tiny checkpoint's graph
 PAGE_TIMEOUT_MS = 30_000
 APT_TIMEOUT_S = 600  # per apt-get command
+SERVER_START_S = 180  # `c2srt serve` in a subprocess: imports torch and gradio, loads the model
+LOAD_CLIENTS = 8  # concurrent gradio_client sessions
+LOAD_REQUESTS = 2  # tag requests per client, one after the other
+LOAD_TIMEOUT_S = 300  # for all of them, on a loaded 2-core CI machine
+SERVER_RSS_BOUND_MB = 2500  # generous: measured 1.4 GB peak, 1.15 GB of it once started (torch, open_clip, gradio)
+BIG_UPLOAD_MB = 60  # above MAX_UPLOAD_SIZE (50 MB)
 
 
 # ------------------------------------------------------------------------ pure helpers
@@ -466,4 +478,149 @@ def test_page_in_a_browser(chromium: Path, page_url: str, recognizer, photos: Pa
     assert any(urlsplit(u).hostname == "127.0.0.1" for u in urls)  # requests were seen
     remote = sorted({_remote_host(u) for u in urls} - {""})
     assert not remote, f"the page fetched from non-loopback hosts: {remote}"
+
+
+# ------------------------------------------------------------------- load and abuse
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims `width` x `height` pixels (a decompression bomb's calling card)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The peak resident memory of a process (Linux /proc), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM in /proc/{pid}/status")
+
+
+@pytest.fixture(scope="module")
+def served(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    """`c2srt serve` in a process of its own on a free loopback port: (url, pid). Stopped with Ctrl-C."""
+    pytest.importorskip("gradio_client", reason="gradio is not installed (pip install c2srt[serve])")
+    if not Path("/proc/self/status").exists():
+        pytest.skip("reading a process's memory needs Linux /proc")
+    port = _free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    code = (  # Ctrl-C as in a terminal, even when this test runs in the background (where SIGINT is ignored)
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from c2srt.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    argv = [sys.executable, "-c", code, "serve", "--checkpoint", str(tiny_checkpoint), "--port", str(port)]
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while not _answers(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"c2srt serve did not come up (exit {proc.poll()}):\n{log.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url, proc.pid
+    finally:
+        proc.send_signal(signal.SIGINT)  # as a person stops it
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail("c2srt serve did not stop on Ctrl-C within 60 s")
+
+
+@pytest.mark.slow
+def test_page_under_load_and_abuse(served: tuple[str, int], photos: Path, tmp_path: Path) -> None:
+    """8 clients at once, 2 tag requests each with two photos, a truncated JPEG and a decompression bomb:
+    every request answered, the bad files named, the same labels for the same photo in every answer;
+    a 60 MB upload refused; the server's peak memory bounded. Through gradio_client, as a script would.
+    """
+    import httpx
+    from gradio_client import Client, handle_file
+
+    url, pid = served
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes((photos / "zidane.jpg").read_bytes()[:3000])
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_claiming(60_000, 60_000))  # 3.6 gigapixels claimed, 100 bytes on disk
+    good = sorted(photos.glob("*.jpg"))
+    started = _peak_rss_mb(pid)
+
+    def one_client(i: int) -> list[tuple[str, list[dict]]]:
+        client = Client(url, verbose=False)
+        pair = [good[i % len(good)], good[(i + 1) % len(good)]]
+        answers = []
+        for _ in range(LOAD_REQUESTS):
+            files = [handle_file(str(p)) for p in (*pair, truncated, bomb)]
+            status, predictions, *_ = client.predict(images=files, vocabulary=VOCAB, top=3, api_name="/tag")
+            answers.append((status, predictions))
+        return answers
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(LOAD_CLIENTS) as pool:
+        futures = [pool.submit(one_client, i) for i in range(LOAD_CLIENTS)]
+        answers = [a for f in futures for a in f.result(timeout=LOAD_TIMEOUT_S)]
+    elapsed = time.monotonic() - t0
+    assert len(answers) == LOAD_CLIENTS * LOAD_REQUESTS
+    by_photo: dict[str, list] = {}
+    for status, predictions in answers:
+        assert "Tagged 2 image(s) with 6 labels" in status
+        assert "truncated.jpg: not a readable image" in status and "bomb.png" in status and "Traceback" not in status
+        names = [p["image"] for p in predictions]
+        assert names[2:] == ["truncated.jpg", "bomb.png"]  # upload order kept
+        for p in predictions[:2]:
+            assert "error" not in p and len(p["labels"]) == 3
+            by_photo.setdefault(p["image"], []).append([(d["label"], d["score"]) for d in p["labels"]])
+        assert all(p["labels"] == [] and p["image"] in p["error"] for p in predictions[2:])
+    assert sorted(by_photo) == sorted(p.name for p in good)
+    for photo, seen in by_photo.items():  # sessions do not leak into each other
+        assert all(s == seen[0] for s in seen), photo
+
+    big = tmp_path / "big.jpg"
+    with big.open("wb") as f:
+        f.truncate(BIG_UPLOAD_MB * 1024 * 1024)
+    with big.open("rb") as f:  # straight to the upload route, as a client that skips gradio_client's own check
+        refused = httpx.post(f"{url}gradio_api/upload", files={"files": ("big.jpg", f)}, timeout=120)
+    assert refused.status_code == 413 and "maximum allowed size" in refused.text
+    assert _answers(url)  # and the server carries on
+
+    peak = _peak_rss_mb(pid)
+    print(
+        f"\n{len(answers)} tag requests from {LOAD_CLIENTS} clients in {elapsed:.1f} s; "
+        f"server peak RSS {peak:.0f} MB ({started:.0f} MB before the load)"
+    )
+    assert peak < SERVER_RSS_BOUND_MB
+
+
+@pytest.mark.slow
+def test_gradio_client_sees_named_endpoints(served: tuple[str, int], photos: Path) -> None:
+    """The README's "Scripting the page" example: /tag, then /filter and /explain in the same session."""
+    from gradio_client import Client, handle_file
+
+    url, _ = served
+    client = Client(url, verbose=False)
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert {"/tag", "/filter", "/explain"} <= set(api)
+    assert [p["parameter_name"] for p in api["/tag"]["parameters"]] == ["images", "vocabulary", "top"]
+    assert [p["parameter_name"] for p in api["/explain"]["parameters"]] == ["image", "label"]
+    labels = [x["label"] for e in api.values() for x in (*e["parameters"], *e["returns"])]
+    assert not [n for n in labels if n.startswith("value_")], labels  # every input and output has a name
+    assert api["/tag"]["parameters"][2]["parameter_default"] == DEFAULT_TOP
+
+    status, predictions, *_ = client.predict(
+        images=[handle_file(str(photos / "bus.jpg"))], vocabulary=VOCAB, api_name="/tag"
+    )
+    assert status.startswith("Tagged 1 image(s) with 6 labels")
+    (bus,) = predictions
+    assert bus["image"] == "bus.jpg" and len(bus["labels"]) == DEFAULT_TOP
+    best, second = bus["labels"][0], bus["labels"][1]
+    table = client.predict(threshold=second["score"] - 1e-3, top=DEFAULT_TOP, api_name="/filter")
+    assert table.count("class='c2srt-row'") == 2 and best["label"] in table
+    picture, caption, neighbours = client.predict(image="bus.jpg", label=second["label"], api_name="/explain")
+    assert Path(picture).is_file() and caption.startswith(f"**{second['label']}**")
+    assert "c2srt-neighbor" in neighbours
 
