@@ -6,7 +6,8 @@ requests anything from a host other than 127.0.0.1. It drives Debian's Chromium 
 installing it with `apt-get install chromium` when missing and running as root (as in CI), and is
 skipped only when that is impossible. A load test runs `c2srt serve` in its own process and drives it
 with eight gradio_client sessions at once (with broken uploads and an oversized one), and checks the
-named API endpoints.
+named API endpoints. `test_screenshot_in_a_browser` takes the README's screenshot when
+C2SRT_SCREENSHOT=path is set (see its docstring for the checkpoint, image and vocabulary).
 """
 
 from __future__ import annotations
@@ -624,3 +625,56 @@ def test_gradio_client_sees_named_endpoints(served: tuple[str, int], photos: Pat
     assert Path(picture).is_file() and caption.startswith(f"**{second['label']}**")
     assert "c2srt-neighbor" in neighbours
 
+
+# ------------------------------------------------------------------------ screenshot
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("C2SRT_SCREENSHOT"), reason="set C2SRT_SCREENSHOT=path to take a screenshot")
+def test_screenshot_in_a_browser(chromium: Path, tiny_checkpoint: Path, photos: Path) -> None:
+    """The README's screenshot: a checkpoint tags one image with its own vocabulary; the best label's regions.
+
+    C2SRT_SCREENSHOT: the PNG to write. C2SRT_SCREENSHOT_CHECKPOINT: the model (default: the tests'
+    tiny random one). C2SRT_SCREENSHOT_IMAGE: the image (default: bus.jpg). C2SRT_SCREENSHOT_LABELS:
+    the vocabulary, commas or new lines (default: the checkpoint's graph labels, as the page offers them).
+    """
+    from playwright.sync_api import sync_playwright
+
+    from c2srt.predict import Recognizer
+    from c2srt.serve import build_app, launch_app
+
+    shot = Path(os.environ["C2SRT_SCREENSHOT"])
+    checkpoint = Path(os.environ.get("C2SRT_SCREENSHOT_CHECKPOINT") or tiny_checkpoint)
+    image = Path(os.environ.get("C2SRT_SCREENSHOT_IMAGE") or photos / "bus.jpg")
+    labels = os.environ.get("C2SRT_SCREENSHOT_LABELS")
+    app = build_app(Recognizer.from_checkpoint(checkpoint))
+    url = launch_app(app, host="127.0.0.1", port=_free_port(), block=False)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            try:
+                page.set_default_timeout(PAGE_TIMEOUT_MS)
+                page.goto(url)
+                if labels:
+                    page.fill("#c2srt-vocab textarea", labels)
+                else:
+                    page.locator("#c2srt-saved input").click()
+                    page.locator("ul[role='listbox'] li", has_text="checkpoint (").first.click()
+                    page.wait_for_function("() => document.querySelector('#c2srt-vocab textarea').value.length > 0")
+                _upload(page, image)
+                page.locator("#c2srt-tag").click()
+                page.wait_for_selector("#c2srt-results .c2srt-row")
+                best = page.locator("#c2srt-results .c2srt-label").first.inner_text()
+                page.wait_for_function("l => document.querySelector('#c2srt-caption').innerText.startsWith(l)", arg=best)
+                page.wait_for_function(
+                    "() => { const i = document.querySelector('#c2srt-heatmap img'); return i && i.complete; }"
+                )
+                page.wait_for_selector("#c2srt-neighbors .c2srt-neighbor, #c2srt-neighbors p")
+                page.wait_for_timeout(500)  # let the image finish fading in
+                shot.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(shot), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        app.close()
+    with Image.open(shot) as im:
+        assert im.format == "PNG" and im.width >= 1000
