@@ -230,3 +230,34 @@ CASES: list[Case] = [
          '{"name": "moose", "strength": 0.5}, {"name": "kit", "strength": 0.5}, {"name": "bed sheet", "strength": 0.5}, {"name": "hot dogs", "strength": 0.5}]}',
          {"hot dog": 0.5}, candidates=("bus", "tie", "car", "mouse", "kite", "bed", "sheep", "hot dog", "dog")),
 ]
+
+
+def score(module: object) -> dict[str, float]:
+    """Edges kept and wrong edges of a parse module (its parse function, `clean_pairs`, `VocabularyMatcher`) on the corpus."""
+    import math
+
+    parse = getattr(module, "parse_answer", None) or module.parse_json_answer  # type: ignore[attr-defined]
+    expected = kept = wrong = right_strength = 0
+    for case in CASES:
+        report = module.ParseReport()  # type: ignore[attr-defined]
+        matcher = module.VocabularyMatcher(case.labels())  # type: ignore[attr-defined]
+        edges = dict(module.clean_pairs(case.category, parse(case.text, report), matcher, report, candidates=case.prompt_candidates()))  # type: ignore[attr-defined]
+        hit = edges.keys() & case.expected.keys()
+        expected, kept, wrong = expected + len(case.expected), kept + len(hit), wrong + len(edges.keys() - case.expected.keys())
+        right_strength += sum(math.isclose(edges[n], case.expected[n], abs_tol=1e-9) for n in hit)
+    return {"cases": len(CASES), "expected": expected, "kept": kept, "kept_fraction": kept / expected, "wrong": wrong, "right_strength": right_strength}
+
+
+if __name__ == "__main__":  # python tests/graph/answer_corpus.py [a parse.py of another version]
+    import importlib
+    import importlib.util
+    import sys
+
+    if len(sys.argv) > 1:  # e.g. git show <commit>:src/c2srt/graph/parse.py > /tmp/old_parse.py
+        spec = importlib.util.spec_from_file_location("c2srt.graph._parse_under_test", sys.argv[1])
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        sys.modules[spec.name] = module  # type: ignore[union-attr]
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    else:
+        module = importlib.import_module("c2srt.graph.parse")
+    print(score(module))
