@@ -106,7 +106,9 @@ def test_row_configs_cover_every_row_with_its_own_folder(tmp_path):
     assert len(folders) == 8
     full = demo.row_config(spec, spec["variants"][-1], tmp_path, quick=False, seed=0, pretrained="w", graph_path=None)
     assert (full.model.head.name, full.model.ist.mode, full.model.distill) == ("isr", "image", True)
-    assert full.output_dir.endswith("c2srt_full/seed0")
+    assert full.output_dir.endswith("c2srt_full/seed0") and full.train.val_every > 0
+    later = demo.row_config(spec, spec["variants"][-1], tmp_path, quick=False, seed=1, pretrained="w", graph_path=None, curves=False)
+    assert later.train.val_every == 0 and later.train.epochs == full.train.epochs  # no curves, same training
 
 
 # --- end to end --------------------------------------------------------------------------------

@@ -71,9 +71,17 @@ def base_config(spec: dict[str, Any], *, quick: bool) -> dict[str, Any]:
     return _deep_update(spec["base"], spec.get("quick", {})) if quick else copy.deepcopy(spec["base"])
 
 
-def row_config(spec: dict[str, Any], row: dict[str, Any], output_dir: Path, *, quick: bool, seed: int, pretrained: str, graph_path: str | None) -> Cfg:
-    """The resolved config of one row and seed (its own output folder)."""
+def row_config(
+    spec: dict[str, Any], row: dict[str, Any], output_dir: Path, *, quick: bool, seed: int, pretrained: str, graph_path: str | None, curves: bool = True
+) -> Cfg:
+    """The resolved config of one row and seed (its own output folder).
+
+    `curves=False` skips the validation passes during fine-tuning (they only draw the learning
+    curves, which the demo shows for its first seed); the row's figures come from `evaluate_row`.
+    """
     data = _deep_update(base_config(spec, quick=quick), {k: v for k, v in row.items() if k not in ("name", "scorer")})
+    if not curves:
+        data = _deep_update(data, {"train": {"val_every": 0}})
     data = _deep_update(
         data,
         {
@@ -373,7 +381,9 @@ def run_demo(
         for seed in seeds:
             for row in rows:
                 t0 = time.time()
-                cfg = row_config(spec, row, output_dir, quick=quick, seed=seed, pretrained=str(ckpt), graph_path=str(graph_path))
+                cfg = row_config(
+                    spec, row, output_dir, quick=quick, seed=seed, pretrained=str(ckpt), graph_path=str(graph_path), curves=seed == seeds[0]
+                )  # fmt: skip
                 if row in spec["zero_shot"]:
                     model = create_model(dataclasses.replace(cfg.model, distill=False), teacher=False)
                     result = evaluate_row(model, cfg, graph=None, scorer=row.get("scorer", "model"))
@@ -435,7 +445,8 @@ def _pictures(output_dir: Path, curves: dict[str, Path], model_path: Path | None
     from ..viz import plot_multi_curves
 
     try:
-        plot_multi_curves({k: v for k, v in curves.items() if v.is_file()}, output_dir / "curves.png")
+        runs = {k: v for k, v in curves.items() if v.is_file()}
+        plot_multi_curves(runs, output_dir / "curves.png", metric=("val/seen/mAP", "val/zsl/mAP", "val/gzsl/mAP"))
     except (OSError, ValueError, KeyError) as e:
         _logger.warning("no learning-curve picture: %s", e)
     try:
