@@ -61,6 +61,27 @@ def test_attention_pool_and_phrase_loss_match_loops():
         pt.phrase_loss(pooled, targets[:, :2], torch.tensor(scale), torch.tensor(bias))
 
 
+def test_mosaic_and_its_quarters_against_loops():
+    photos = torch.arange(8 * 3 * 4 * 4, dtype=torch.float32).reshape(8, 3, 4, 4)
+    m = pt.mosaic(photos)
+    assert m.shape == (2, 3, 4, 4)
+    for j in range(2):
+        for q, (r, c) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+            photo = photos[4 * j + q]
+            for y in range(2):
+                for x in range(2):
+                    block = photo[:, 2 * y : 2 * y + 2, 2 * x : 2 * x + 2].mean((1, 2))  # 2 x 2 mean pooling
+                    torch.testing.assert_close(m[j, :, 2 * r + y, 2 * c + x], block)
+    patches = torch.randn(2, 16, 5, generator=torch.Generator().manual_seed(0))  # a 4 x 4 grid
+    quarters = pt.quarter_embeddings(patches, 4)
+    for j in range(2):
+        for q, (r, c) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+            cells = [4 * (2 * r + y) + 2 * c + x for y in range(2) for x in range(2)]  # row-major patch ids
+            torch.testing.assert_close(quarters[4 * j + q], patches[j, cells].mean(0))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        pt.mosaic(photos[:3])
+
+
 def test_pooled_features_match_the_text_tower(trained):
     bundle, _ = trained
     texts = ["a red ball.", "a photo of a sailboat on the sea, taken yesterday", "snow"]
