@@ -154,3 +154,14 @@ def test_caption_phrases_recover_the_noun_phrases():
         n = int(rng.integers(1, 4))
         phrases = [cap.noun_phrase(rng, labels[int(rng.integers(len(labels)))], "red" if rng.random() < 0.3 else "") for _ in range(n)]
         assert cap.caption_phrases(cap.compose(rng, phrases)) == phrases
+
+
+# --- the world report --------------------------------------------------------------------------
+def test_measured_groups_are_the_designed_ones(world):
+    from c2srt.miniworld.report import REPORT_SCENES, world_report
+
+    report = world_report(world, n=REPORT_SCENES, n_web=200)  # what the demo measures the groups on
+    assert {g: sorted(v) for g, v in report["groups"].items()} == {g: sorted(v) for g, v in mw.UNSEEN_GROUPS.items()}
+    rows = {r["label"]: r for r in report["labels"]}
+    assert rows["fish"]["cooccurring"][0]["label"] == "water" and rows["fish"]["cooccurring"][0]["p_given"] == 1.0
+    assert all(c["lift"] < 1.5 for shape in ("box", "star", "ring", "heart") for c in rows[shape]["cooccurring"])

@@ -73,7 +73,7 @@ P_THING = {
     "tree": 0.55, "flower": 0.55, "house": 0.4, "fence": 0.3,
     "car": 0.6, "bus": 0.4, "traffic light": 0.5,
     "snowman": 0.55, "igloo": 0.45,
-    "umbrella": 0.55, "crab": 0.5, "palm tree": 0.4,
+    "umbrella": 0.65, "crab": 0.5, "palm tree": 0.4,
 }  # fmt: skip
 P_MOUNTAIN = {"snow": 0.75, "other": 0.06}  # mountains stand behind snow fields (a co-occurrence to transfer)
 P_EXTRA = 0.35  # small things often come in twos (birds, fish, flowers, ducks)
