@@ -39,7 +39,6 @@ CONFIDENCE = 0.95
 PICTURE_IMAGES = 4  # test scenes drawn with their selected regions
 PICTURE_LABELS = 7  # most labels drawn per scene
 GRAPH_ASSET = "miniworld-graph-{source}.json"  # shipped graphs, keyed by `graph_key`
-QUIET_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "transformers", "torch_geometric")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,30 +279,21 @@ def format_tables(summary: dict[str, Any], *, reference: str, groups: dict[str, 
 # ---------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
-    """Keep the per-run chatter (Lightning, transformers, torch_geometric, c2srt's own evaluation
-    tables) out of the demo's output: one progress line per row is what a reader wants. Debug
-    logging (`c2srt -v`) is left alone."""
-    from transformers.utils import logging as hf_logging
-
-    verbose = logging.getLogger("c2srt").getEffectiveLevel() <= logging.DEBUG
-    names = QUIET_LOGGERS if verbose else (*QUIET_LOGGERS, "c2srt")
-    levels = {name: logging.getLogger(name).level for name in names}
-    hf_level, hf_bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    """Keep each fine-tuning run's own lines (its run summary, a validation line per epoch) and
+    Lightning's data-loader advice out of the demo's output: one progress line per row is what a
+    reader wants. Debug logging (`c2srt -v`) shows everything."""
+    ours = logging.getLogger("c2srt")
+    if ours.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    level = ours.level
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module=r"lightning.*")
         warnings.filterwarnings("ignore", message=r".*(num_workers|log_every_n_steps|does not have many workers).*")
-        for name in names:
-            logging.getLogger(name).setLevel(logging.ERROR if name != "c2srt" else logging.WARNING)
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
+        ours.setLevel(logging.WARNING)
         try:
             yield
         finally:
-            for name, level in levels.items():
-                logging.getLogger(name).setLevel(level)
-            hf_logging.set_verbosity(hf_level)
-            if hf_bars:
-                hf_logging.enable_progress_bar()
+            ours.setLevel(level)
 
 
 def run_demo(
