@@ -34,6 +34,7 @@ from .data.transforms import build_transform
 from .evaluate import StreamingEvaluator, format_table
 from .losses import distillation_loss, ranking_loss
 from .model import C2SRT, LabelSet, create_model
+from .optim import optimizer_param_groups, warmup_cosine_scheduler
 
 _logger = logging.getLogger(__name__)
 
@@ -154,24 +155,6 @@ class C2SRTDataModule(L.LightningDataModule):
 
 
 # ---------------------------------------------------------------------------- the module
-def optimizer_param_groups(model: C2SRT, t: Any) -> list[dict[str, Any]]:
-    """AdamW parameter groups of the trainable parameters: layer-wise lr decay over the vision
-    blocks (`t.layer_decay` per block below the top), no weight decay on 1-D parameters, biases
-    and the logit scale. `t` is a `TrainCfg`; each group carries its `lr_scale`."""
-    backbone = model.backbone
-    num_layers = backbone.num_blocks + 1
-    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        scale = 1.0
-        if name.startswith("backbone.visual."):
-            scale = t.layer_decay ** (num_layers - backbone.layer_id(name[len("backbone.visual.") :]))
-        wd = 0.0 if p.ndim <= 1 or name.endswith(".bias") or "logit_scale" in name else t.weight_decay
-        groups.setdefault((scale, wd), []).append(p)
-    return [{"params": ps, "lr": t.lr * s, "weight_decay": wd, "lr_scale": s} for (s, wd), ps in groups.items()]
-
-
 def _masks(dataset: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
     names = list(dataset.label_names)
     seen = np.asarray(dataset.seen_mask, dtype=bool)
@@ -290,21 +273,13 @@ class C2SRTModule(L.LightningModule):
     # -- optimisation: AdamW, layer-wise lr decay, no wd on 1-D params, warm-up + cosine per step
     def configure_optimizers(self) -> Any:
         t = self.cfg.train
-        param_groups = optimizer_param_groups(self.model, t)
-        opt = torch.optim.AdamW(param_groups, lr=t.lr)
+        opt = torch.optim.AdamW(optimizer_param_groups(self.model, t), lr=t.lr)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         batches = self.trainer.num_training_batches
         steps_per_epoch = max(1, int(batches) // t.accumulate) if math.isfinite(batches) else total
-        warmup = int(t.warmup_epochs * steps_per_epoch)
-        floor = t.min_lr / t.lr
-
-        def lr_lambda(step: int) -> float:
-            if warmup > 0 and step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+        sched = warmup_cosine_scheduler(
+            opt, warmup_steps=int(t.warmup_epochs * steps_per_epoch), total_steps=total, lr=t.lr, min_lr=t.min_lr
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
