@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .config import Cfg, config_from_dict, config_to_dict, dump_config
 from .data.base import build_dataset
 from .data.transforms import build_transform
-from .evaluate import StreamingEvaluator, format_table
+from .evaluate import BlockwiseEvaluator, format_table
 from .losses import distillation_loss, ranking_loss
 from .model import C2SRT, LabelSet, create_model
 from .optim import optimizer_param_groups, warmup_cosine_scheduler
@@ -185,21 +185,38 @@ class C2SRTModule(L.LightningModule):
             from .graph import CategoryGraph
 
             self.graph = CategoryGraph.from_dict(graph)
-        self._evaluator: StreamingEvaluator | None = None
+        self._evaluator: BlockwiseEvaluator | None = None
         self.last_results: dict[str, float] = {}
+        # built once per fit / per evaluation, not per batch (the edge index is a Python loop over edges)
+        self._train_labels: LabelSet | None = None
+        self._seen_idx: torch.Tensor | None = None
+        self._eval_labels: LabelSet | None = None
+        self._eval_blocks: dict[str, torch.Tensor] = {}
 
     @property
     def seen_names(self) -> list[str]:
         return [n for n, s in zip(self.label_names, self.seen_mask) if s]
 
-    def _labels(self, names: list[str]) -> LabelSet:
-        return self.model.label_set(names, self.graph)
+    def on_fit_start(self) -> None:
+        self._train_labels = None  # the device may have changed since the last fit
+
+    def _training_labels(self) -> LabelSet:
+        """The seen vocabulary with its seen-only edges; the text again only while the prompt learns."""
+        if self._train_labels is None or self._train_labels.text.device != self.device:
+            with torch.no_grad():
+                self._train_labels = self.model.label_set(self.seen_names, self.graph)
+            self._seen_idx = torch.as_tensor(np.flatnonzero(self.seen_mask), device=self.device)
+        if self.model.label_encoder.trainable:  # prompt tuning: the embeddings change every step
+            text = self.model.label_encoder.encode_labels(self._train_labels.names)
+            return dataclasses.replace(self._train_labels, text=text)
+        return self._train_labels
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        seen_idx = torch.as_tensor(np.flatnonzero(self.seen_mask), device=self.device)
-        target = batch["target"].index_select(1, seen_idx)  # [B, K_all] -> [B, K_seen]
+        labels = self._training_labels()
+        assert self._seen_idx is not None
+        target = batch["target"].index_select(1, self._seen_idx)  # [B, K_all] -> [B, K_seen]
         use_distill = self.cfg.model.distill
-        out = self.model(batch["image"], self._labels(self.seen_names), with_teacher=use_distill)
+        out = self.model(batch["image"], labels, with_teacher=use_distill)
         loss_rank = ranking_loss(out.logits, target, margin=self.cfg.train.margin)
         loss = loss_rank
         bs = target.shape[0]
@@ -211,23 +228,22 @@ class C2SRTModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         return loss
 
-    # -- evaluation (validation during training, and `c2srt eval`)
+    # -- evaluation (validation during training, and `c2srt eval`): each block its own pass
     def _start_eval(self) -> None:
-        unseen = ~self.seen_mask
         self._evaluated: set[int] = set()
-        self._evaluator = StreamingEvaluator(
-            protocol=self.cfg.eval.protocol,
-            seen_mask=self.seen_mask,
-            unseen_mask=unseen,
-            topk=tuple(self.cfg.eval.topk),
-            empty=self.cfg.eval.empty,
+        e = self.cfg.eval
+        self._evaluator = BlockwiseEvaluator(
+            e.protocol, self.seen_mask, ~self.seen_mask, topk=tuple(e.topk), empty=e.empty, row_pooled=e.row_pooled
         )
+        self._eval_blocks = {b.value: torch.as_tensor(c, device=self.device) for b, c in self._evaluator.columns.items()}
+        with torch.no_grad():  # once per evaluation: the label encoder notices a changed prompt context
+            self._eval_labels = self.model.label_set(self.label_names, self.graph)
 
     def _eval_step(self, batch: dict[str, Any]) -> None:
-        assert self._evaluator is not None
-        out = self.model(batch["image"], self._labels(self.label_names))
-        k = out.logits.shape[-1]
-        scores = self.all_gather(out.logits.float()).reshape(-1, k)  # [world, B, K] -> [world * B, K]
+        assert self._evaluator is not None and self._eval_labels is not None
+        blocks = self.model.score_blocks(batch["image"], self._eval_labels, self._eval_blocks)
+        k = len(self.label_names)
+        gathered = {b: self.all_gather(v.float()).reshape(-1, v.shape[-1]) for b, v in blocks.items()}  # [world * B, K_b]
         target = self.all_gather(batch["target"]).reshape(-1, k)
         index = self.all_gather(torch.as_tensor(batch["index"], device=self.device)).reshape(-1)
         if self.trainer.is_global_zero:
@@ -235,8 +251,9 @@ class C2SRTModule(L.LightningModule):
             keep = [j for j, i in enumerate(index.tolist()) if i not in self._evaluated]
             self._evaluated.update(index[keep].tolist())
             if keep:
-                sel = torch.as_tensor(keep, device=scores.device)
-                self._evaluator.update(scores.index_select(0, sel).cpu(), target.index_select(0, sel).cpu())
+                sel = torch.as_tensor(keep, device=target.device)
+                scores = {b: v.index_select(0, sel).cpu() for b, v in gathered.items()}
+                self._evaluator.update(scores, target.index_select(0, sel).cpu())
 
     def _end_eval(self, prefix: str) -> None:
         assert self._evaluator is not None
@@ -250,7 +267,9 @@ class C2SRTModule(L.LightningModule):
         for k, v in results.items():
             if isinstance(v, (int, float)) and math.isfinite(v):
                 self.log(f"{prefix}/{k}", float(v), sync_dist=False, rank_zero_only=True)
+        self._evaluator.close()
         self._evaluator = None
+        self._eval_labels = None
 
     def on_validation_epoch_start(self) -> None:
         self._start_eval()
