@@ -50,6 +50,8 @@ class ModelCfg:
     prompt_tuning: bool = False  # learn prompt context shared by all labels (MKT stage 2); text tower stays frozen
     prompt_init: str = "template"  # context: "template" (its own tokens, from their word embeddings; MKT) or "random" (n_ctx)
     n_ctx: int = 4  # prompt tuning, "random" context: number of learnable context tokens
+    normalization: str = "backbone"  # pixel mean/std for student and teacher: "backbone" (the CLIP's own), "imagenet" (MKT), "openai"
+    crop_pct: float = 1.0  # eval: short side resized to image size / crop_pct, then centre-cropped (MKT: 0.875, 256 -> 224)
     distill: bool = True  # L1 distillation of the global embedding to a frozen teacher copy
     distill_weight: float = 1.0  # weight of L_dist in the total loss
     head: HeadCfg = field(default_factory=HeadCfg)
@@ -76,7 +78,10 @@ class DataCfg:
     image_size: int = DEFAULT_IMAGE_SIZE  # px, square
     batch_size: int = 64  # images per step per device
     num_workers: int = 4  # loader processes
-    rand_augment: bool = True  # RandAugment on training images
+    train_transform: str = "light"  # "timm": timm create_transform as MKT (crop, flip, auto_augment); "light": crop, flip, rand_augment
+    crop_scale: list[float] = field(default_factory=lambda: [0.7, 1.0])  # training crop: range of the image area kept (MKT: 0.08-1)
+    auto_augment: str | None = "rand-m9-mstd0.5-inc1"  # "timm" pipeline: timm's augmentation policy (null: none)
+    rand_augment: bool = True  # "light" pipeline: torchvision RandAugment on training images
     skip_bad: bool = False  # skip (and count) unreadable images / unknown labels instead of stopping
     options: dict[str, Any] = field(default_factory=dict)  # reader-specific keyword arguments
 
@@ -129,6 +134,8 @@ _CHOICES = {
     "model.head.pool": ("weighted", "mean"),
     "model.head.similarity": ("cosine", "raw"),
     "model.prompt_init": ("template", "random"),
+    "model.normalization": ("backbone", "imagenet", "openai"),
+    "data.train_transform": ("light", "timm"),
     "model.ist.mode": ("off", "label", "image"),
     "graph.source": ("embedding", "llm", "file"),
     "graph.encoder": ("minilm", "clip"),
@@ -267,6 +274,11 @@ def validate(cfg: Cfg) -> Cfg:
     if cfg.model.ist.hidden % cfg.model.ist.heads:
         raise ConfigError(f"model.ist.hidden ({cfg.model.ist.hidden}) must be divisible by model.ist.heads")
     m = cfg.model
+    if not 0.0 < m.crop_pct <= 1.0:
+        raise ConfigError(f"model.crop_pct: {m.crop_pct} must lie in (0, 1]")
+    scale = cfg.data.crop_scale
+    if len(scale) != 2 or not 0.0 < scale[0] <= scale[1] <= 1.0:
+        raise ConfigError(f"data.crop_scale: {scale} must be [min, max] with 0 < min <= max <= 1")
     if not m.train_image and m.distill:
         raise ConfigError("model.distill: the image tower is frozen (model.train_image=false), distillation has nothing to train")
     if not m.train_image and not m.prompt_tuning and m.ist.mode == "off":

@@ -17,6 +17,7 @@ from torch import nn
 
 from .backbone import ClipBackbone, create_clip
 from .config import ModelCfg
+from .data.transforms import normalization
 from .heads.base import HeadOutput, build_head, fuse_block
 from .registry import drop_none
 from .text import LabelEncoder
@@ -69,6 +70,7 @@ class C2SRT(nn.Module):
         image_size: int,
         mean: Sequence[float],
         std: Sequence[float],
+        crop_pct: float = 1.0,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -79,6 +81,7 @@ class C2SRT(nn.Module):
         self.image_size = image_size
         self.mean = tuple(mean)
         self.std = tuple(std)
+        self.crop_pct = float(crop_pct)  # evaluation crop: image_size of the short side resized to image_size / crop_pct
         self._refined_cache: tuple[tuple[str, ...], torch.Tensor, torch.Tensor] | None = None  # names, text, refined
 
     # ----------------------------------------------------------------- labels
@@ -278,8 +281,9 @@ def create_model(
             mode=cfg.ist.mode,
             image_chunk=cfg.ist.image_chunk,
         )
+    mean, std = (bundle.mean, bundle.std) if cfg.normalization == "backbone" else normalization(cfg.normalization)
     model = C2SRT(
-        backbone, label_encoder, head, ist, cfg, image_size=bundle.image_size, mean=bundle.mean, std=bundle.std
+        backbone, label_encoder, head, ist, cfg, image_size=bundle.image_size, mean=mean, std=std, crop_pct=cfg.crop_pct
     )
     if cfg.init_from:
         from .checkpoint import load_init_weights

@@ -114,12 +114,12 @@ class Recognizer:
         graph: "CategoryGraph | None" = None,
         device: str | torch.device = "cpu",
     ) -> None:
-        from .data.transforms import build_transform
+        from .data.transforms import eval_transform
 
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self._graph = graph
-        self.transform = build_transform(model.image_size, model.mean, model.std, train=False, rand_augment=False)
+        self.transform = eval_transform(model)  # the model's own size, crop and pixel statistics
         self._vocab: "LabelSet | None" = None
         self._vocab_graph: "tuple[tuple[str, ...], CategoryGraph] | None" = None
 

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .config import Cfg, config_from_dict, config_to_dict, dump_config
 from .data.base import build_dataset
-from .data.transforms import build_transform
+from .data.transforms import eval_transform, train_transform
 from .evaluate import BlockwiseEvaluator, format_table
 from .losses import distillation_loss, ranking_loss
 from .model import C2SRT, LabelSet, create_model
@@ -108,22 +108,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class C2SRTDataModule(L.LightningDataModule):
     """Datasets from `DataCfg` through the registry; deterministic order and augmentation."""
 
-    def __init__(self, cfg: Cfg, *, image_size: int, mean: tuple, std: tuple) -> None:
+    def __init__(self, cfg: Cfg, model: C2SRT) -> None:
         super().__init__()
         self.cfg = cfg
-        self.image_size = image_size
-        self.mean, self.std = mean, std
+        self.model = model  # its image size, crop and pixel statistics decide the transforms
         self.train_set: Dataset | None = None
         self.test_set: Dataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
         d = self.cfg.data
         if stage in (None, "fit") and self.train_set is None:
-            tf = build_transform(self.image_size, self.mean, self.std, train=True, rand_augment=d.rand_augment)
-            self.train_set = build_dataset(d, "train", tf)
+            self.train_set = build_dataset(d, "train", train_transform(self.model, d))
         if self.test_set is None:
-            tf = build_transform(self.image_size, self.mean, self.std, train=False, rand_augment=False)
-            self.test_set = build_dataset(d, "test", tf)
+            self.test_set = build_dataset(d, "test", eval_transform(self.model))
 
     def _loader(self, dataset: Dataset, *, train: bool, batch_size: int) -> DataLoader:
         wrapped = _EpochSeeded(dataset, self.cfg.seed)
@@ -538,7 +535,7 @@ def fit(cfg: Cfg, *, resume: bool = False, progress: bool = True, **trainer_kwar
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     write_run_files(cfg, out)
     model = create_model(cfg.model)
-    dm = C2SRTDataModule(cfg, image_size=model.image_size, mean=model.mean, std=model.std)
+    dm = C2SRTDataModule(cfg, model)
     dm.setup("fit")
     names, seen, _ = _masks(dm.train_set)
     seen_names = [n for n, s in zip(names, seen) if s]
@@ -575,7 +572,7 @@ def evaluate_checkpoint(
     model, info = load_checkpoint(checkpoint)
     cfg = dataclasses.replace(cfg or info.cfg, model=info.cfg.model)  # data/eval may differ; the model may not
     out = Path(output_dir or Path(checkpoint).parent)
-    dm = C2SRTDataModule(cfg, image_size=model.image_size, mean=model.mean, std=model.std)
+    dm = C2SRTDataModule(cfg, model)
     dm.setup("test")
     names, seen, _ = _masks(dm.test_set)
     graph = info.graph
