@@ -177,36 +177,23 @@ class Recognizer:
     def graph_for(self, labels: Sequence[str]) -> "CategoryGraph":
         """The category graph for `labels`: the base graph, extended on the fly to labels it lacks.
 
-        Missing labels get edges from the embedding source (nearest labels by the model's own text
-        embeddings, adaptive cut); the base graph's edges are kept as they are. Built once per
-        vocabulary.
+        `c2srt.graph.prepare_graph`'s rules: a missing label gets edges from the vocabulary's labels
+        the base graph has (embedding source, the model's own text embeddings, adaptive cut); the
+        base graph's edges are kept as they are. Built once per vocabulary.
         """
-        from .graph import build_graph
+        from .config import GraphCfg
+        from .graph import prepare_graph, text_tower_encoder
 
         labels = list(labels)
         key = tuple(labels)
         if self._vocab_graph is not None and self._vocab_graph[0] == key:
             return self._vocab_graph[1]
-        base = self.graph
-        known = set(base.labels) if base is not None else set()
-        if base is not None and all(n in known for n in labels):
-            graph = base
-        else:
-            missing = [n for n in labels if n not in known]
-            _logger.info(
-                "category graph: %d label(s) %s, linked on the fly (embedding source): %s",
-                len(missing),
-                "not in the model's graph" if base is not None else "and no graph given",
-                ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else ""),
-            )
-
-            def encode(names: list[str]) -> np.ndarray:
-                with torch.no_grad():  # cached by the label encoder: the vocabulary is embedded once
-                    return self.model.label_encoder.encode_labels(names).float().cpu().numpy()
-
-            seen = [n for n in labels if n in known] or None
-            built = build_graph(labels, seen=seen, source="embedding", encoder=encode)
-            graph = base.extend(built) if base is not None else built
+        graph = prepare_graph(
+            labels,
+            cfg=GraphCfg(source="embedding", encoder="clip"),
+            base=self.graph,
+            clip_encoder=text_tower_encoder(self.model.label_encoder),
+        )
         self._vocab_graph = (key, graph)
         return graph
 

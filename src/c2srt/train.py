@@ -346,63 +346,28 @@ def write_run_files(cfg: Cfg, out: Path) -> None:
     write_json(out / "env.json", {**environment(), "seed": cfg.seed})
 
 
-def _clip_text_encoder(model: C2SRT) -> Any:
-    """The model's own (frozen) CLIP text tower as a graph text encoder: names -> [K, D] numpy."""
-
-    def encode(names: list[str]) -> np.ndarray:
-        with torch.no_grad():
-            return model.label_encoder.encode_labels(list(names)).float().cpu().numpy()
-
-    encode.__name__ = "clip_text_tower"
-    return encode
-
-
-def prepare_graph(
-    cfg: Cfg, label_names: list[str], seen: list[str], out: Path | None, model: C2SRT | None = None
+def category_graph(
+    cfg: Cfg, names: list[str], seen: list[str], model: C2SRT, *, out: Path | None = None, base: Any = None
 ) -> Any:
-    """The category graph for IST: a given file, the cached one of this run, or a new build.
+    """The category graph IST needs (None when IST is off), by `c2srt.graph.prepare_graph`'s rules.
 
-    `graph.path` names a graph to use when it exists, else where the new build is cached (besides
-    `<output_dir>/graph.json`). `graph.encoder: clip` ranks candidates with `model`'s text tower.
+    `graph.path` names a graph to use when it exists, else where a new build is saved (besides
+    `<out>/graph.json`); `base` is a checkpoint's graph, extended to labels it lacks.
     """
     if cfg.model.ist.mode == "off":
         return None
-    from .graph import CategoryGraph, build_graph
+    from .graph import prepare_graph, text_tower_encoder
 
-    if cfg.graph.path and Path(cfg.graph.path).is_file():
-        graph = CategoryGraph.load(cfg.graph.path)
-        missing = [n for n in label_names if n not in set(graph.labels)]
-        if missing:
-            _logger.warning("graph %s lacks %d labels (e.g. %s): they get no edges", cfg.graph.path, len(missing), missing[:3])
-        return graph
-    if cfg.graph.source == "file":
-        raise FileNotFoundError(f"graph.path: {cfg.graph.path} does not exist")
-    cached = out / "graph.json" if out is not None else None
-    if cached is not None and cached.is_file():
-        return CategoryGraph.load(cached)
-    g = cfg.graph
-    encoder: Any = g.encoder
-    if g.encoder == "clip":
-        if model is None:
-            raise ValueError("graph.encoder: 'clip' needs the model's text tower; none was given")
-        encoder = _clip_text_encoder(model)
-    graph = build_graph(
-        label_names,
+    return prepare_graph(
+        names,
         seen=seen,
-        source=g.source,
-        encoder=encoder,
-        candidates=g.candidates,
-        relative_cut=g.relative_cut,
-        max_neighbors=g.max_neighbors,
-        llm_backend=g.llm_backend,
-        llm_model=g.llm_model,
-        base_url=g.llm_base_url,
+        cfg=cfg.graph,
+        base=base,
+        path=cfg.graph.path,
+        cache=out / "graph.json" if out is not None else None,
+        clip_encoder=text_tower_encoder(model.label_encoder),
         progress=True,
     )
-    for path in (cached, Path(g.path) if g.path else None):
-        if path is not None:
-            graph.save(path)
-    return graph
 
 
 class _ExportBest(Callback):
@@ -539,7 +504,7 @@ def fit(cfg: Cfg, *, resume: bool = False, progress: bool = True, **trainer_kwar
     dm.setup("fit")
     names, seen, _ = _masks(dm.train_set)
     seen_names = [n for n, s in zip(names, seen) if s]
-    graph = prepare_graph(cfg, names, seen_names, out, model)
+    graph = category_graph(cfg, names, seen_names, model, out=out)
     module = C2SRTModule(
         config_to_dict(cfg), names, seen.tolist(), graph.to_dict() if graph is not None else None, model=model
     )
@@ -575,14 +540,13 @@ def evaluate_checkpoint(
     dm = C2SRTDataModule(cfg, model)
     dm.setup("test")
     names, seen, _ = _masks(dm.test_set)
-    graph = info.graph
+    graph = None
     if cfg.model.ist.mode != "off":
         from .graph import CategoryGraph
 
-        g = CategoryGraph.from_dict(graph) if graph is not None else None
-        if g is None or any(n not in set(g.labels) for n in names):
-            g = prepare_graph(cfg, names, [n for n, s in zip(names, seen) if s], None, model)
-        graph = g.to_dict()
+        base = CategoryGraph.from_dict(info.graph, where=str(checkpoint)) if info.graph is not None else None
+        seen_names = [n for n, s in zip(names, seen) if s]
+        graph = category_graph(cfg, names, seen_names, model, base=base).to_dict()
     module = C2SRTModule(config_to_dict(cfg), names, seen.tolist(), graph, model=model)
     trainer = L.Trainer(
         default_root_dir=str(out),
