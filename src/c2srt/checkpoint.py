@@ -249,6 +249,11 @@ def mkt_text_context(model: "C2SRT", state: dict[str, torch.Tensor], *, where: s
     return out
 
 
+def _part(key: str) -> str:
+    """The part of the model a parameter belongs to: `backbone.visual`, `label_encoder.ctx_prefix`, ..."""
+    return ".".join(key.split(".")[:2])
+
+
 def load_init_weights(model: "C2SRT", path: str | Path) -> list[str]:
     """Load the weights a run starts from (`model.init_from`) into a freshly built model.
 
@@ -289,9 +294,8 @@ def load_init_weights(model: "C2SRT", path: str | Path) -> list[str]:
         raise ValueError(f"{path}: weights the model does not have: {unexpected[:5]}")
     context = tuple(n for n, _ in model.label_encoder.named_parameters(prefix="label_encoder") if "ctx" in n)
     quiet = model.rebuilt_prefixes() + context
-    noted = [k for k in missing if not k.startswith(quiet)]
-    if state and all(k.startswith(_VISUAL) for k in state):  # an image tower alone: the rest is CLIP's
-        noted = [k for k in noted if k.startswith(_VISUAL)]
+    covered = {_part(k) for k in state}  # an MKT file covers one part (image tower or prompt): the rest is CLIP's
+    noted = [k for k in missing if not k.startswith(quiet) and _part(k) in covered]
     if noted:
         _logger.warning("%s sets no value for %d parameter(s), kept as built: %s", path, len(noted), ", ".join(noted[:5]))
     _logger.info("model weights from %s (%d tensors)", path, len(state))
