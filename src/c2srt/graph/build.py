@@ -99,6 +99,21 @@ class VocabularyMemo:
         return self._emb[[self._rows[n] for n in names]]
 
 
+_LINK_DEFAULTS: dict[str, Any] = {  # how a label's neighbours are chosen (see `build_graph`)
+    "candidates": DEFAULT_CANDIDATES,
+    "relative_cut": None,
+    "min_strength": None,
+    "max_neighbors": DEFAULT_MAX_NEIGHBORS,
+    "llm_backend": "local",
+    "llm_model": None,
+    "llm_mode": "pmi",
+    "base_url": None,
+    "cache_dir": None,
+    "scorer": None,
+    "progress": False,
+}
+
+
 def build_graph(
     labels: Sequence[str],
     *,
@@ -217,17 +232,7 @@ def extend_graph(
     link_from: Sequence[str] | None = None,
     source: str | GraphSource = GraphSource.EMBEDDING,
     encoder: str | Callable[[list[str]], Any] | None = None,
-    candidates: int = DEFAULT_CANDIDATES,
-    relative_cut: float | None = None,
-    min_strength: float | None = None,
-    max_neighbors: int = DEFAULT_MAX_NEIGHBORS,
-    llm_backend: str = "local",
-    llm_model: str | None = None,
-    llm_mode: str = "pmi",
-    base_url: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    scorer: Any = None,
-    progress: bool = False,
+    **options: Any,
 ) -> CategoryGraph:
     """`graph` plus `new_labels`, each linked by edges into it from labels of `link_from`.
 
@@ -240,11 +245,17 @@ def extend_graph(
         graph: the graph to extend (e.g. the seen-only training graph, a checkpoint's graph).
         new_labels: labels to add (labels already in the graph are skipped).
         link_from: labels the new ones may receive edges from (all in `graph`).
-        source, encoder, candidates, ...: as `build_graph` ("file" is not a way to extend).
+        source, encoder: as `build_graph` ("file" is not a way to extend).
+        **options: `build_graph`'s candidates, relative_cut, min_strength, max_neighbors,
+            llm_backend, llm_model, llm_mode, base_url, cache_dir, scorer, progress.
 
     Raises:
-        ValueError: a `link_from` label outside the graph, or source "file".
+        ValueError: a `link_from` label outside the graph, source "file", or an unknown option.
     """
+    unknown = sorted(set(options) - set(_LINK_DEFAULTS))
+    if unknown:
+        raise ValueError(f"extend_graph: unknown option(s) {', '.join(unknown)}; valid: {', '.join(_LINK_DEFAULTS)}")
+    opts = {**_LINK_DEFAULTS, **options}
     src = _source(source)
     if src is GraphSource.FILE:
         raise ValueError("a graph is extended by the embedding or llm source, not 'file'")
@@ -258,14 +269,10 @@ def extend_graph(
     enc = resolve_encoder(encoder)
     sim = np.zeros((len(new), 0))
     if base:
-        both = cosine_similarity(np.concatenate([np.asarray(enc(new)), np.asarray(enc(base))]))  # [U + S, U + S]
-        sim = both[: len(new), len(new) :]  # [U, S]: new label -> label it may link from
-    order = np.argsort(-sim, axis=1, kind="stable")[:, :candidates]  # ties keep label order
-    opts = dict(
-        candidates=candidates, relative_cut=relative_cut, min_strength=min_strength, max_neighbors=max_neighbors,
-        llm_backend=llm_backend, llm_model=llm_model, llm_mode=llm_mode, base_url=base_url, cache_dir=cache_dir,
-        scorer=scorer, progress=progress,
-    )  # fmt: skip
+        unit = [np.asarray(e, dtype=np.float64) for e in (enc(new), enc(base))]
+        unit = [e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), np.finfo(np.float64).tiny) for e in unit]
+        sim = unit[0] @ unit[1].T  # [U, D] x [D, S] -> [U, S]: new label -> label it may link from
+    order = np.argsort(-sim, axis=1, kind="stable")[:, : opts["candidates"]]  # ties keep label order
     links = _linked(new, base, order.tolist(), sim, None, src, enc, **opts)
     nbrs = {c: graph.neighbors(c) for c in graph.labels}
     nbrs.update({c: links.neighbors(c) for c in new})
