@@ -2,7 +2,8 @@
 
 One LightningModule wraps the pure `C2SRT` model with its loss and the streaming evaluator; one
 DataModule builds the datasets through the registry. Training sees seen labels only (and the
-seen-only subgraph); validation and `evaluate_checkpoint` score seen + unseen labels.
+seen-only subgraph); validation and `evaluate_checkpoint` score each block (ZSL: unseen, GZSL:
+all, seen) as a pass over the block's labels (`C2SRT.score_blocks`, `BlockwiseEvaluator`).
 Determinism: the data order and every augmentation are functions of (seed, epoch, index), so a run
 resumed from an epoch-end checkpoint continues exactly as the uninterrupted one would have.
 """
