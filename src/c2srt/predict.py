@@ -126,9 +126,10 @@ def load_image(path: str | Path) -> "Image.Image":
 EXPLAIN_TOP = 3
 
 
-def _center_crop_box(width: int, height: int) -> tuple[float, float, float, float]:
-    """(left, top, right, bottom) of the square the eval transform keeps (short side resized, centre crop)."""
-    side = min(width, height)
+def _center_crop_box(width: int, height: int, crop_pct: float = 1.0) -> tuple[float, float, float, float]:
+    """(left, top, right, bottom) of the square the eval transform keeps (short side resized to
+    size / crop_pct, centre crop of size: `crop_pct` of the short side)."""
+    side = min(width, height) * crop_pct
     left, top = (width - side) / 2, (height - side) / 2
     return left, top, left + side, top + side
 
@@ -427,7 +428,7 @@ class Recognizer:
             ranked = [(names[k], scores[k]) for k in torch.argsort(logits[b], descending=True, stable=True).tolist()]
             kept = keep_labels(ranked, top, threshold)
             ks = [index[n] for n, _ in kept]
-            pred = Prediction(name, kept, crop_box=_center_crop_box(*img.size))
+            pred = Prediction(name, kept, crop_box=_center_crop_box(*img.size, self.model.crop_pct))
             if counts is not None:
                 pred.counts = {names[k]: int(counts[b, k]) for k in ks}
             if return_weights and weights is not None:
@@ -474,7 +475,7 @@ class Recognizer:
             cnt,
             explain_dir / fname,
             title=Path(name).name,
-            crop_box=_center_crop_box(*img.size),
+            crop_box=_center_crop_box(*img.size, self.model.crop_pct),
         )
 
 
