@@ -14,30 +14,14 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from .logs import process_rank, setup_console_logging
+
 _logger = logging.getLogger("c2srt")
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.-]*=")  # a config override: key.path=value
+_VERBOSE_HELP = "show the detail: debug messages, the libraries' INFO lines, every DDP rank"
 
 
 # ------------------------------------------------------------------ shared helpers
-class _StderrHandler(logging.StreamHandler):
-    """Logs to whatever `sys.stderr` is when a record is written, not when the handler was made.
-
-    `main()` may run many times in one process (tests, notebooks); a plain StreamHandler would
-    keep writing to the first run's stderr, which may be closed by then (pytest's capture).
-    """
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-
-    @property  # type: ignore[override]
-    def stream(self):  # noqa: D102
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it
-        pass
-
-
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="experiment YAML (see configs/)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.lr=1e-4")
@@ -86,7 +70,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, devices=args.devices))
     path = fit(cfg, resume=args.resume)
-    print(f"model written to {path}")
+    if process_rank() == 0:  # under DDP every process runs this command
+        print(f"model written to {path}")
     return 0
 
 
@@ -241,7 +226,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="c2srt", description="Open-vocabulary multi-label image recognition (C2SRT, MKT)."
     )
     parser.add_argument("--version", action="version", version=f"c2srt {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE_HELP)
     sub = parser.add_subparsers(dest="verb", metavar="{demo,train,eval,predict,serve,graph,convert}")
 
     p = sub.add_parser("demo", help="the mini-world benchmark: the whole method end to end, offline")
@@ -322,7 +307,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mkt-text", type=Path, help="MKT's stage-2 checkpoint (its PromptLearner state dict)")
     p.add_argument("--out", required=True, type=Path, help="the .safetensors to write")
     p.set_defaults(func=cmd_convert)
+    _verbose_after_the_verb(sub, gsub)
     return parser
+
+
+def _verbose_after_the_verb(*verb_groups: argparse._SubParsersAction) -> None:
+    """`-v` also after a verb (`c2srt train ... -v`, `c2srt graph build ... -v`)."""
+    for group in verb_groups:
+        for verb in group.choices.values():
+            verb.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,11 +329,7 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides = [*(args.overrides or []), *extra]
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        handlers=[_StderrHandler()],
-    )
+    setup_console_logging(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
