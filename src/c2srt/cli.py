@@ -107,11 +107,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from .graph import CategoryGraph, build_graph, read_label_file
+    from .graph import CategoryGraph, build_graph
+    from .vocabulary import read_label_file
 
     if args.graph_cmd == "build":
-        labels = read_label_file(args.labels)
-        seen = read_label_file(args.seen) if args.seen else None
+        labels = read_label_file(args.labels, "label file")
+        seen = read_label_file(args.seen, "seen label file") if args.seen else None
         graph = build_graph(
             labels,
             seen=seen,
@@ -139,23 +140,13 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_vocabulary(args: argparse.Namespace) -> list[str]:
-    if args.labels_file:
-        from .graph import read_label_file
-
-        return read_label_file(args.labels_file)
-    labels = [s.strip() for s in args.labels.replace("\n", ",").split(",") if s.strip()]
-    if not labels:
-        raise ValueError("--labels is empty")
-    return labels
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
     from .predict import DEFAULT_TOP, Recognizer, format_predictions
+    from .vocabulary import read_vocabulary
 
-    labels = _read_vocabulary(args)
+    labels = read_vocabulary(labels=args.labels, labels_file=args.labels_file)
     if args.checkpoint:
         rec = Recognizer.from_checkpoint(args.checkpoint, device=args.device)
     else:
