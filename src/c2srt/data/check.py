@@ -16,6 +16,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +40,15 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Fork on Linux, as torch's DataLoader does: "spawn" and "forkserver" re-run the caller's main
+    script in every worker (slow, and fatal for a script without an `if __name__ == "__main__"`
+    guard); the workers only decode with Pillow, which needs no lock another thread may hold."""
+    if sys.platform == "linux":
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context()
 
 
 def _pillow_version() -> str:
@@ -186,8 +196,8 @@ def check_image_files(
         if n_workers == 1:
             results = map(image_problem, (names[i] for i in todo))
             pool = None
-        else:  # spawn: a fresh interpreter that imports Pillow only (no fork of a threaded torch process)
-            pool = concurrent.futures.ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"))
+        else:
+            pool = concurrent.futures.ProcessPoolExecutor(n_workers, mp_context=_pool_context())
             results = pool.map(image_problem, [names[i] for i in todo], chunksize=CHUNK_SIZE)
         try:
             for i, reason in zip(todo, results):
