@@ -343,6 +343,80 @@ def test_region_heatmaps_marks_only_selected_patches(tmp_path: Path) -> None:
         region_heatmaps(image, weights[:15], ["a", "b"], [0.9, 0.5], [1, 2], tmp_path / "bad.png")
 
 
+def test_region_overlay_against_a_hand_computation() -> None:
+    """A 2 x 3 grid on a 6 x 9 crop of a 10 x 9 image: pixel values computed by hand from the constants."""
+    import matplotlib
+
+    from c2srt import viz
+
+    image = np.full((10, 9, 3), 200, dtype=np.uint8)
+    weights = np.array([0.0, 0.5, 0.0, 0.0, 0.0, 1.0])  # [N = 2 x 3]: patches (0, 1) and (1, 2) kept
+    out = viz.region_overlay(image, weights, crop_box=(0, 2, 9, 8), grid=(2, 3))
+    assert out.shape == image.shape and out.dtype == np.uint8
+    outside = round(200 * (1 - viz.OUTSIDE_DIM))
+    assert (out[:2] == outside).all() and (out[8:] == outside).all()  # rows 0-1 and 8-9 are outside the crop
+    assert (out[2:5, 0:3] == round(200 * (1 - viz.UNSELECTED_DIM))).all()  # patch (0, 0): not kept
+
+    def lit(w: float) -> np.ndarray:
+        lo, hi = viz.HEAT_RANGE
+        colour = np.array(matplotlib.colormaps[viz.HEAT_COLORMAP](lo + (hi - lo) * w)[:3])
+        return np.round(200 * (1 - viz.SELECTED_ALPHA) + 255 * colour * viz.SELECTED_ALPHA)
+
+    assert (np.abs(out[3, 4].astype(int) - lit(0.5)) <= 1).all()  # the centre of patch (0, 1), half the top weight
+    assert (np.abs(out[6, 7].astype(int) - lit(1.0)) <= 1).all()  # the centre of patch (1, 2), the top weight
+    for y, x in ((2, 3), (2, 5), (4, 4), (5, 6), (7, 8)):  # the 1 px edges of the kept patches
+        assert tuple(out[y, x]) == viz.OUTLINE_RGB, (y, x)
+    plain = viz.region_overlay(image, None, crop_box=(0, 2, 9, 8))  # no weights: only the model's view marked
+    assert (plain[2:8] == 200).all() and (plain[:2] == outside).all()
+    with pytest.raises(ValueError, match="square patch grid"):
+        viz.region_overlay(image, np.ones(5))
+
+
+def test_keep_labels_top_then_threshold() -> None:
+    from c2srt.predict import Prediction, keep_labels
+
+    ranked = [("a", 0.9), ("b", 0.5), ("c", 0.1), ("d", -0.3)]
+    assert keep_labels(ranked, None, None) == ranked
+    assert keep_labels(ranked, 2, None) == [("a", 0.9), ("b", 0.5)]
+    assert keep_labels(ranked, None, 0.1) == [("a", 0.9), ("b", 0.5), ("c", 0.1)]  # at the threshold is kept
+    assert keep_labels(ranked, 3, 0.6) == [("a", 0.9)]
+    assert keep_labels(ranked, None, 1.0) == []
+    pred = Prediction("x.jpg", ranked)
+    assert pred.shown(2, None) == keep_labels(ranked, 2, None) and pred.score("c") == 0.1
+    with pytest.raises(ValueError, match="'zebra' is not among"):
+        pred.score("zebra")
+
+
+def test_predictions_carry_weights_neighbours_and_crop(ist_checkpoint: Path, photos: Path) -> None:
+    """What a front end shows, from one forward pass: every field checked against the model and graph directly."""
+    import torch
+
+    from c2srt import Recognizer
+
+    rec = Recognizer.from_checkpoint(ist_checkpoint)
+    vocab = LABELS[:6]
+    with Image.open(photos / "zidane.jpg") as im:
+        img = im.convert("RGB")
+    pred, = rec.predict([img], vocab, top=3, return_weights=True)
+    plain, = rec.predict([img], vocab, top=3)
+    assert pred.labels == plain.labels and pred.counts == plain.counts and not plain.weights
+    assert list(pred.weights) == list(pred.counts) == list(pred.neighbors) == [n for n, _ in pred.labels]
+    with torch.no_grad():  # the model by hand: its patch weights for the same input
+        out = rec.model(rec.transform(img)[None], rec.vocabulary(vocab), return_weights=True)
+    for name, w in pred.weights.items():
+        k = vocab.index(name)
+        np.testing.assert_allclose(w, out.weights[0, :, k].numpy(), atol=1e-6)
+        assert int((w > 0).sum()) == pred.counts[name] == int(out.counts[0, k])
+    graph = rec.graph_for(vocab)
+    for name, pairs in pred.neighbors.items():
+        want = [(n, w) for n, w in graph.neighbors(name) if n in vocab and n != name]
+        assert pairs == sorted(want, key=lambda p: (-p[1], p[0]))
+    w, h = img.size
+    assert h < w and pred.crop_box == ((w - h) / 2, 0, (w + h) / 2, h)  # the centre square the model sees
+    zero_shot = Recognizer.from_clip("test-tiny", None)  # no IST: no graph, no neighbours
+    assert zero_shot.predict([img], vocab, top=2)[0].neighbors == {}
+
+
 # ---------------------------------------------------------------------- bad inputs
 def test_corrupt_image_is_reported_and_skipped(tiny_checkpoint: Path, photos: Path, tmp_path: Path, capsys) -> None:
     folder = tmp_path / "mixed"

@@ -4,7 +4,10 @@ The browser test starts the server on a free loopback port with the tiny random 
 real photo, opens a region heatmap, tries a non-image and an empty vocabulary, and fails if the page
 requests anything from a host other than 127.0.0.1. It drives Debian's Chromium through Playwright,
 installing it with `apt-get install chromium` when missing and running as root (as in CI), and is
-skipped only when that is impossible. Set C2SRT_SCREENSHOT=path to save a screenshot of the page.
+skipped only when that is impossible. A load test runs `c2srt serve` in its own process and drives it
+with eight gradio_client sessions at once (with broken uploads and an oversized one), and checks the
+named API endpoints. `test_screenshot_in_a_browser` takes the README's screenshot when
+C2SRT_SCREENSHOT=path is set (see its docstring for the checkpoint, image and vocabulary).
 """
 
 from __future__ import annotations
@@ -12,11 +15,15 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.request
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -24,6 +31,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from c2srt.constants import DEFAULT_TOP
+from c2srt.predict import Prediction
 from c2srt.serve import (
     MAX_IMAGE_SIDE,
     MAX_VOCABULARY,
@@ -34,7 +43,6 @@ from c2srt.serve import (
     open_upload,
     parse_vocabulary,
     results_html,
-    shown_labels,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -51,6 +59,12 @@ CHROMIUM_ARGS = [
 VOCAB = "person, bus, dog, cat, tennis racket, tie"  # all in the tiny checkpoint's graph
 PAGE_TIMEOUT_MS = 30_000
 APT_TIMEOUT_S = 600  # per apt-get command
+SERVER_START_S = 180  # `c2srt serve` in a subprocess: imports torch and gradio, loads the model
+LOAD_CLIENTS = 8  # concurrent gradio_client sessions
+LOAD_REQUESTS = 2  # tag requests per client, one after the other
+LOAD_TIMEOUT_S = 300  # for all of them, on a loaded 2-core CI machine
+SERVER_RSS_BOUND_MB = 2500  # generous: measured 1.4 GB peak, 1.15 GB of it once started (torch, open_clip, gradio)
+BIG_UPLOAD_MB = 60  # above MAX_UPLOAD_SIZE (50 MB)
 
 
 # ------------------------------------------------------------------------ pure helpers
@@ -112,24 +126,32 @@ def test_unique_names_keep_repeated_uploads_apart() -> None:
 
 
 def _item(ranked: list[tuple[str, float]], weights: np.ndarray | None = None, size=(40, 20)) -> TaggedImage:
+    """An upload as the page holds it: every label ranked; `weights` [N, K] in ranked order."""
     names = [n for n, _ in ranked]
-    return TaggedImage(
-        name="x.jpg",
-        image=Image.new("RGB", size, (100, 100, 100)),
-        vocabulary=sorted(names),
-        ranked=ranked,
+    side = min(size)
+    left, top = (size[0] - side) / 2, (size[1] - side) / 2
+    pred = Prediction(
+        "x.jpg",
+        ranked,
         counts={n: 1 for n in names},
-        weights=weights,
+        weights={n: weights[:, k] for k, n in enumerate(names)} if weights is not None else {},
+        crop_box=(left, top, left + side, top + side),
     )
+    return TaggedImage("x.jpg", Image.new("RGB", size, (100, 100, 100)), pred)
 
 
-def test_shown_labels_top_then_threshold() -> None:
+def test_results_html_lists_top_then_threshold() -> None:
     it = _item([("a", 0.9), ("b", 0.5), ("c", 0.1), ("d", -0.3)])
-    assert shown_labels(it, None, None) == it.ranked
-    assert shown_labels(it, None, 2) == [("a", 0.9), ("b", 0.5)]
-    assert shown_labels(it, 0.1, None) == [("a", 0.9), ("b", 0.5), ("c", 0.1)]  # at the threshold is kept
-    assert shown_labels(it, 0.6, 3) == [("a", 0.9)]
-    assert shown_labels(it, 1.0, None) == []
+
+    def listed(threshold, top) -> list[str]:
+        page = results_html([it], threshold, top)
+        return [part.split("</td>")[0].rsplit(">", 1)[1] for part in page.split("class='c2srt-label'")[1:]]
+
+    assert listed(None, None) == ["a", "b", "c", "d"]
+    assert listed(None, 2) == ["a", "b"]
+    assert listed(0.1, None) == ["a", "b", "c"]  # at the threshold is kept
+    assert listed(0.6, 3) == ["a"]
+    assert listed(1.0, None) == [] and "No label at or above the threshold" in results_html([it], 1.0, None)
 
 
 def test_results_html_escapes_labels() -> None:
@@ -143,19 +165,27 @@ def test_results_html_escapes_labels() -> None:
 def test_heatmap_lights_the_selected_patch() -> None:
     # A 40x20 grey image: the model's centre crop is the square x in [10, 30), y in [0, 20),
     # seen as a 2x2 patch grid of 10 px cells. Only the bottom-right patch (index 3) is selected.
-    weights = np.zeros((4, 2), dtype=np.float32)  # [N, K], vocabulary order ["a", "b"]
+    import matplotlib
+
+    from c2srt import viz
+
+    weights = np.zeros((4, 2), dtype=np.float32)  # [N, K], ranked order ["a", "b"]
     weights[3, 0] = 0.7
     it = _item([("a", 0.9), ("b", 0.2)], weights)
     pic, caption = heatmap(it, "a", image_size=224)
     assert pic.shape == (20, 40, 3) and pic.dtype == np.uint8
     outside = pic[:, :10].reshape(-1, 3)
     unselected = pic[0:10, 10:30].reshape(-1, 3)
-    selected = pic[10:20, 20:30].reshape(-1, 3)
-    assert (outside == int(100 * 0.2)).all()  # DIM_OUTSIDE
-    assert (unselected == int(100 * 0.45)).all()  # DIM_UNSELECTED
-    expected = (np.array([100.0] * 3) * 0.4 + np.array([255.0, 200.0, 0.0]) * 0.6).astype(np.uint8)  # full weight
-    assert (np.abs(selected.astype(int) - expected.astype(int)) <= 1).all()
-    assert "1 of 4 patches" in caption and "0.900" in caption
+    inner = pic[11:19, 21:29].reshape(-1, 3)  # the selected patch inside its 1 px outline
+    ring = np.concatenate([pic[10, 20:30], pic[19, 20:30], pic[10:20, 20], pic[10:20, 29]])
+    assert (outside == round(100 * (1 - viz.OUTSIDE_DIM))).all()
+    assert (unselected == round(100 * (1 - viz.UNSELECTED_DIM))).all()
+    top_colour = np.array(matplotlib.colormaps[viz.HEAT_COLORMAP](viz.HEAT_RANGE[1])[:3]) * 255  # full weight
+    expected = 100 * (1 - viz.SELECTED_ALPHA) + top_colour * viz.SELECTED_ALPHA
+    assert (np.abs(inner.astype(int) - expected.round().astype(int)) <= 1).all()
+    assert (ring == viz.OUTLINE_RGB).all()
+    assert "1 of 4 patches" in caption and "0.900" in caption and "dark margin" in caption
+    assert "dark margin" not in heatmap(_item([("a", 0.9), ("b", 0.2)], weights, size=(20, 20)), "a", 224)[1]
     with pytest.raises(ValueError, match="not in the vocabulary"):
         heatmap(it, "zebra", image_size=224)
 
@@ -210,23 +240,30 @@ def recognizer(tiny_checkpoint: Path):
 
 def test_tag_images_ranks_like_predict(recognizer, photos: Path) -> None:
     """The page's ranking is `Recognizer.predict`'s, and neighbours are the graph's, within the vocabulary."""
-    from c2srt.serve import graph_for, tag_images
+    from c2srt.serve import tag_images
 
     labels = parse_vocabulary(VOCAB)
     imgs = [(p.name, open_upload(p)) for p in sorted(photos.glob("*.jpg"))[:2]]
     items = tag_images(recognizer, imgs, labels)
-    assert [it.name for it in items] == [n for n, _ in imgs]
+    assert [it.name for it in items] == [it.prediction.source for it in items] == [n for n, _ in imgs]
     for (_, img), it in zip(imgs, items):
         ref = recognizer.predict([img], labels, top=None)[0]
-        assert [n for n, _ in it.ranked] == [n for n, _ in ref.labels]
-        np.testing.assert_allclose([s for _, s in it.ranked], [s for _, s in ref.labels], rtol=1e-5, atol=1e-6)
-        assert [s for _, s in it.ranked] == sorted((s for _, s in it.ranked), reverse=True)
-        assert it.weights is not None and it.weights.shape[1] == len(labels)  # [N, K]
-        assert set(it.counts) == set(labels)
-    graph = graph_for(recognizer, labels)
+        ranked = it.prediction.labels
+        assert [n for n, _ in ranked] == [n for n, _ in ref.labels]
+        np.testing.assert_allclose([s for _, s in ranked], [s for _, s in ref.labels], rtol=1e-5, atol=1e-6)
+        assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
+        assert set(it.prediction.weights) == set(it.prediction.counts) == set(labels)
+        n_patches = {w.shape for w in it.prediction.weights.values()}
+        assert len(n_patches) == 1 and len(next(iter(n_patches))) == 1  # [N] per label
+        for name, w in it.prediction.weights.items():  # ISR keeps `counts` patches, the rest weigh 0
+            assert int((w > 0).sum()) == it.prediction.counts[name]
+        w, h = img.size
+        side = min(w, h)
+        assert it.prediction.crop_box == ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+    graph = recognizer.graph_for(labels)
     for name in labels:  # brute force over the graph's own lists
         expect = sorted(((n, w) for n, w in graph.neighbors(name) if n in labels), key=lambda p: (-p[1], p[0]))
-        assert items[0].neighbors[name] == expect
+        assert items[0].prediction.neighbors[name] == expect
         assert all(0 < w <= 1 for _, w in expect)
 
 
@@ -337,7 +374,7 @@ def test_a_taken_port_is_a_clear_error(recognizer) -> None:
 
 
 @pytest.mark.slow
-def test_page_in_a_browser(chromium: Path, page_url: str, photos: Path, tmp_path: Path) -> None:
+def test_page_in_a_browser(chromium: Path, page_url: str, recognizer, photos: Path, tmp_path: Path) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
@@ -369,7 +406,8 @@ def test_page_in_a_browser(chromium: Path, page_url: str, photos: Path, tmp_path
             page.wait_for_selector("#c2srt-results .c2srt-row")
             labels = page.locator("#c2srt-results .c2srt-label").all_inner_texts()
             scores = [float(s) for s in page.locator("#c2srt-results .c2srt-score").all_inner_texts()]
-            assert sorted(labels) == sorted(parse_vocabulary(VOCAB))
+            ranked = recognizer.predict([open_upload(photos / "bus.jpg")], parse_vocabulary(VOCAB), top=None)[0]
+            assert labels == [n for n, _ in ranked.labels][:DEFAULT_TOP]  # the one default top-k
             assert scores == sorted(scores, reverse=True)
             assert "Tagged 1 image(s) with 6 labels" in _settled_text(page, "#c2srt-status")
 
@@ -391,9 +429,6 @@ def test_page_in_a_browser(chromium: Path, page_url: str, photos: Path, tmp_path
                 arg=list(shown),
             )
             page.wait_for_selector("#c2srt-neighbors .c2srt-neighbor, #c2srt-neighbors p")
-            if shot := os.environ.get("C2SRT_SCREENSHOT"):
-                page.wait_for_timeout(500)  # let the image finish fading in
-                page.screenshot(path=shot, full_page=True)
 
             # 4. the threshold slider filters the list
             step = "move the threshold"
@@ -444,3 +479,202 @@ def test_page_in_a_browser(chromium: Path, page_url: str, photos: Path, tmp_path
     assert any(urlsplit(u).hostname == "127.0.0.1" for u in urls)  # requests were seen
     remote = sorted({_remote_host(u) for u in urls} - {""})
     assert not remote, f"the page fetched from non-loopback hosts: {remote}"
+
+
+# ------------------------------------------------------------------- load and abuse
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims `width` x `height` pixels (a decompression bomb's calling card)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+def _peak_rss_mb(pid: int) -> float:
+    """The peak resident memory of a process (Linux /proc), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM in /proc/{pid}/status")
+
+
+@pytest.fixture(scope="module")
+def served(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    """`c2srt serve` in a process of its own on a free loopback port: (url, pid). Stopped with Ctrl-C."""
+    pytest.importorskip("gradio_client", reason="gradio is not installed (pip install c2srt[serve])")
+    if not Path("/proc/self/status").exists():
+        pytest.skip("reading a process's memory needs Linux /proc")
+    port = _free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    code = (  # Ctrl-C as in a terminal, even when this test runs in the background (where SIGINT is ignored)
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from c2srt.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    argv = [sys.executable, "-c", code, "serve", "--checkpoint", str(tiny_checkpoint), "--port", str(port)]
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while not _answers(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"c2srt serve did not come up (exit {proc.poll()}):\n{log.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url, proc.pid
+    finally:
+        proc.send_signal(signal.SIGINT)  # as a person stops it
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            pytest.fail("c2srt serve did not stop on Ctrl-C within 60 s")
+
+
+@pytest.mark.slow
+def test_page_under_load_and_abuse(served: tuple[str, int], photos: Path, tmp_path: Path) -> None:
+    """8 clients at once, 2 tag requests each with two photos, a truncated JPEG and a decompression bomb:
+    every request answered, the bad files named, the same labels for the same photo in every answer;
+    a 60 MB upload refused; the server's peak memory bounded. Through gradio_client, as a script would.
+    """
+    import httpx
+    from gradio_client import Client, handle_file
+
+    url, pid = served
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes((photos / "zidane.jpg").read_bytes()[:3000])
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_claiming(60_000, 60_000))  # 3.6 gigapixels claimed, 100 bytes on disk
+    good = sorted(photos.glob("*.jpg"))
+    started = _peak_rss_mb(pid)
+
+    def one_client(i: int) -> list[tuple[str, list[dict]]]:
+        client = Client(url, verbose=False)
+        pair = [good[i % len(good)], good[(i + 1) % len(good)]]
+        answers = []
+        for _ in range(LOAD_REQUESTS):
+            files = [handle_file(str(p)) for p in (*pair, truncated, bomb)]
+            status, predictions, *_ = client.predict(images=files, vocabulary=VOCAB, top=3, api_name="/tag")
+            answers.append((status, predictions))
+        return answers
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(LOAD_CLIENTS) as pool:
+        futures = [pool.submit(one_client, i) for i in range(LOAD_CLIENTS)]
+        answers = [a for f in futures for a in f.result(timeout=LOAD_TIMEOUT_S)]
+    elapsed = time.monotonic() - t0
+    assert len(answers) == LOAD_CLIENTS * LOAD_REQUESTS
+    by_photo: dict[str, list] = {}
+    for status, predictions in answers:
+        assert "Tagged 2 image(s) with 6 labels" in status
+        assert "truncated.jpg: not a readable image" in status and "bomb.png" in status and "Traceback" not in status
+        names = [p["image"] for p in predictions]
+        assert names[2:] == ["truncated.jpg", "bomb.png"]  # upload order kept
+        for p in predictions[:2]:
+            assert "error" not in p and len(p["labels"]) == 3
+            by_photo.setdefault(p["image"], []).append([(d["label"], d["score"]) for d in p["labels"]])
+        assert all(p["labels"] == [] and p["image"] in p["error"] for p in predictions[2:])
+    assert sorted(by_photo) == sorted(p.name for p in good)
+    for photo, seen in by_photo.items():  # sessions do not leak into each other
+        assert all(s == seen[0] for s in seen), photo
+
+    big = tmp_path / "big.jpg"
+    with big.open("wb") as f:
+        f.truncate(BIG_UPLOAD_MB * 1024 * 1024)
+    with big.open("rb") as f:  # straight to the upload route, as a client that skips gradio_client's own check
+        refused = httpx.post(f"{url}gradio_api/upload", files={"files": ("big.jpg", f)}, timeout=120)
+    assert refused.status_code == 413 and "maximum allowed size" in refused.text
+    assert _answers(url)  # and the server carries on
+
+    peak = _peak_rss_mb(pid)
+    print(
+        f"\n{len(answers)} tag requests from {LOAD_CLIENTS} clients in {elapsed:.1f} s; "
+        f"server peak RSS {peak:.0f} MB ({started:.0f} MB before the load)"
+    )
+    assert peak < SERVER_RSS_BOUND_MB
+
+
+@pytest.mark.slow
+def test_gradio_client_sees_named_endpoints(served: tuple[str, int], photos: Path) -> None:
+    """The README's "Scripting the page" example: /tag, then /filter and /explain in the same session."""
+    from gradio_client import Client, handle_file
+
+    url, _ = served
+    client = Client(url, verbose=False)
+    api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert {"/tag", "/filter", "/explain"} <= set(api)
+    assert [p["parameter_name"] for p in api["/tag"]["parameters"]] == ["images", "vocabulary", "top"]
+    assert [p["parameter_name"] for p in api["/explain"]["parameters"]] == ["image", "label"]
+    labels = [x["label"] for e in api.values() for x in (*e["parameters"], *e["returns"])]
+    assert not [n for n in labels if n.startswith("value_")], labels  # every input and output has a name
+    assert api["/tag"]["parameters"][2]["parameter_default"] == DEFAULT_TOP
+
+    status, predictions, *_ = client.predict(
+        images=[handle_file(str(photos / "bus.jpg"))], vocabulary=VOCAB, api_name="/tag"
+    )
+    assert status.startswith("Tagged 1 image(s) with 6 labels")
+    (bus,) = predictions
+    assert bus["image"] == "bus.jpg" and len(bus["labels"]) == DEFAULT_TOP
+    best, second = bus["labels"][0], bus["labels"][1]
+    table = client.predict(threshold=second["score"] - 1e-3, top=DEFAULT_TOP, api_name="/filter")
+    assert table.count("class='c2srt-row'") == 2 and best["label"] in table
+    picture, caption, neighbours = client.predict(image="bus.jpg", label=second["label"], api_name="/explain")
+    assert Path(picture).is_file() and caption.startswith(f"**{second['label']}**")
+    assert "c2srt-neighbor" in neighbours
+
+
+# ------------------------------------------------------------------------ screenshot
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("C2SRT_SCREENSHOT"), reason="set C2SRT_SCREENSHOT=path to take a screenshot")
+def test_screenshot_in_a_browser(chromium: Path, tiny_checkpoint: Path, photos: Path) -> None:
+    """The README's screenshot: a checkpoint tags one image with its own vocabulary; the best label's regions.
+
+    C2SRT_SCREENSHOT: the PNG to write. C2SRT_SCREENSHOT_CHECKPOINT: the model (default: the tests'
+    tiny random one). C2SRT_SCREENSHOT_IMAGE: the image (default: bus.jpg). C2SRT_SCREENSHOT_LABELS:
+    the vocabulary, commas or new lines (default: the checkpoint's graph labels, as the page offers them).
+    """
+    from playwright.sync_api import sync_playwright
+
+    from c2srt.predict import Recognizer
+    from c2srt.serve import build_app, launch_app
+
+    shot = Path(os.environ["C2SRT_SCREENSHOT"])
+    checkpoint = Path(os.environ.get("C2SRT_SCREENSHOT_CHECKPOINT") or tiny_checkpoint)
+    image = Path(os.environ.get("C2SRT_SCREENSHOT_IMAGE") or photos / "bus.jpg")
+    labels = os.environ.get("C2SRT_SCREENSHOT_LABELS")
+    app = build_app(Recognizer.from_checkpoint(checkpoint))
+    url = launch_app(app, host="127.0.0.1", port=_free_port(), block=False)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            try:
+                page.set_default_timeout(PAGE_TIMEOUT_MS)
+                page.goto(url)
+                if labels:
+                    page.fill("#c2srt-vocab textarea", labels)
+                else:
+                    page.locator("#c2srt-saved input").click()
+                    page.locator("ul[role='listbox'] li", has_text="checkpoint (").first.click()
+                    page.wait_for_function("() => document.querySelector('#c2srt-vocab textarea').value.length > 0")
+                _upload(page, image)
+                page.locator("#c2srt-tag").click()
+                page.wait_for_selector("#c2srt-results .c2srt-row")
+                best = page.locator("#c2srt-results .c2srt-label").first.inner_text()
+                page.wait_for_function("l => document.querySelector('#c2srt-caption').innerText.startsWith(l)", arg=best)
+                page.wait_for_function(
+                    "() => { const i = document.querySelector('#c2srt-heatmap img'); return i && i.complete; }"
+                )
+                page.wait_for_selector("#c2srt-neighbors .c2srt-neighbor, #c2srt-neighbors p")
+                page.wait_for_timeout(500)  # let the image finish fading in
+                shot.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(shot), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        app.close()
+    with Image.open(shot) as im:
+        assert im.format == "PNG" and im.width >= 1000

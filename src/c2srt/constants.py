@@ -28,6 +28,9 @@ TEMPLATE_ENSEMBLE = (
 NUS_WIDE_TOPK = (3, 5)
 OPEN_IMAGES_TOPK = (10, 20)
 
+# Tagging (c2srt predict and the web page).
+DEFAULT_TOP = 5  # labels shown per image until the person asks for another number or a threshold
+
 # Numerics.
 DEFAULT_EPS = 1e-8
 INIT_LOGIT_SCALE = 10.0  # initial value of learnable cosine-score scales (stored as log)

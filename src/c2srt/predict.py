@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .config import ModelCfg
+from .constants import DEFAULT_TOP
 from .images import center_crop_box, has_image_suffix, open_rgb
 from .vocabulary import check_labels
 
@@ -28,19 +29,56 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger(__name__)
 
-#: labels kept per image when neither a number nor a threshold is asked for
-DEFAULT_TOP = 5
+Neighbors = dict[str, list[tuple[str, float]]]  # label -> [(neighbour, edge strength)], strongest first
+
+
+def keep_labels(
+    ranked: Sequence[tuple[str, float]], top: int | None, threshold: float | None
+) -> list[tuple[str, float]]:
+    """The labels to return from a ranking (best first): the `top` best, then those scoring at least `threshold`.
+
+    The one rule for `c2srt predict` and the web page's list; either limit may be None (no limit).
+
+    Example:
+        >>> keep_labels([("a", 0.9), ("b", 0.5), ("c", 0.1)], 2, 0.6)
+        [('a', 0.9)]
+    """
+    kept = list(ranked[: int(top)]) if top is not None else list(ranked)
+    return kept if threshold is None else [(n, s) for n, s in kept if s >= threshold]
 
 
 @dataclass
 class Prediction:
-    """Ranked labels for one image (`error` set, and no labels, when the image could not be read)."""
+    """Everything a front end shows for one image: ranked labels with scores, and why.
+
+    `error` is set, and there are no labels, when the image could not be read. Patch weights are
+    filled only when asked (`return_weights=True`, for pictures); neighbours whenever the model has
+    an IST module. Every per-label field covers exactly the returned `labels`.
+    """
 
     source: str
     labels: list[tuple[str, float]] = field(default_factory=list)  # (name, score), best first
     counts: dict[str, int] = field(default_factory=dict)  # ISR patches kept per returned label
     error: str | None = None
     explanation: str | None = None  # path of the explanation PNG, when asked
+    weights: dict[str, np.ndarray] = field(default_factory=dict)  # [N] patch weights per returned label, when asked
+    neighbors: Neighbors = field(default_factory=dict)  # per returned label: its graph neighbours in the vocabulary
+    crop_box: tuple[float, float, float, float] | None = None  # (left, top, right, bottom) px: what the model saw
+
+    def score(self, label: str) -> float:
+        """The score of a returned label.
+
+        Raises:
+            ValueError: `label` is not among the returned labels.
+        """
+        for name, s in self.labels:
+            if name == label:
+                return s
+        raise ValueError(f"label {label!r} is not among the labels returned for {self.source}")
+
+    def shown(self, top: int | None, threshold: float | None) -> list[tuple[str, float]]:
+        """The returned labels a front end lists under its own `top` and `threshold` (see `keep_labels`)."""
+        return keep_labels(self.labels, top, threshold)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"image": self.source, "labels": [{"label": n, "score": round(s, 6)} for n, s in self.labels]}
@@ -99,6 +137,7 @@ class Recognizer:
         self.transform = build_transform(model.image_size, model.mean, model.std, train=False, rand_augment=False)
         self._vocab: "LabelSet | None" = None
         self._vocab_graph: "tuple[tuple[str, ...], CategoryGraph] | None" = None
+        self._neighbors: tuple[tuple[str, ...], Neighbors] | None = None
 
     @property
     def graph(self) -> "CategoryGraph | None":
@@ -110,6 +149,7 @@ class Recognizer:
         self._graph = graph
         self._vocab = None  # prepared vocabularies used the old graph
         self._vocab_graph = None
+        self._neighbors = None
         self.model.eval()  # also drops the model's cache of graph-refined label embeddings
 
     # ------------------------------------------------------------------ construction
@@ -185,6 +225,25 @@ class Recognizer:
         self._vocab_graph = (key, graph)
         return graph
 
+    def neighbors(self, labels: Sequence[str]) -> Neighbors:
+        """Per label, its neighbours in the category graph that are in the vocabulary (the only ones
+        IST passes messages from), strongest first; {} when the model has no IST. Once per vocabulary.
+        """
+        labels = list(labels)
+        if self.model.ist is None:
+            return {}
+        if self._neighbors is not None and self._neighbors[0] == tuple(labels):
+            return self._neighbors[1]
+        graph = self.graph_for(labels)
+        vocab = set(labels)
+        out: Neighbors = {}
+        for name in labels:
+            pairs = graph.neighbors(name) if name in graph else []
+            pairs = [(n, float(w)) for n, w in pairs if n in vocab and n != name]
+            out[name] = sorted(pairs, key=lambda p: (-p[1], p[0]))
+        self._neighbors = (tuple(labels), out)
+        return out
+
     # ----------------------------------------------------------------------- predict
     def predict(
         self,
@@ -197,6 +256,7 @@ class Recognizer:
         explain_dir: str | Path | None = None,
         explain_top: int = EXPLAIN_TOP,
         progress: bool = False,
+        return_weights: bool = False,
     ) -> list[Prediction]:
         """Ranked labels per image, in input order (see `iter_predict` for streaming and the arguments)."""
         return list(
@@ -209,6 +269,7 @@ class Recognizer:
                 explain_dir=explain_dir,
                 explain_top=explain_top,
                 progress=progress,
+                return_weights=return_weights,
             )
         )
 
@@ -223,6 +284,7 @@ class Recognizer:
         explain_dir: str | Path | None = None,
         explain_top: int = EXPLAIN_TOP,
         progress: bool = False,
+        return_weights: bool = False,
     ) -> Iterator[Prediction]:
         """Stream predictions batch by batch over files and folders, in input order.
 
@@ -241,6 +303,8 @@ class Recognizer:
                 (at most `explain_top`; the best label when none is returned).
             explain_top: most labels drawn per explanation picture.
             progress: show a progress bar (tqdm, on stderr).
+            return_weights: also return each returned label's patch weights (`Prediction.weights`,
+                for pictures such as `viz.region_overlay`).
 
         Raises:
             ValueError: a bad `top`, `batch_size` or `explain_top`, or a bad vocabulary.
@@ -259,7 +323,9 @@ class Recognizer:
                 raise ValueError(f"{explain_dir}: the explanation folder is a file")
         vocab = self.vocabulary(labels)
         images = list(images)
-        return self._stream(images, vocab, top, threshold, batch_size, explain_dir, explain_top, progress)
+        return self._stream(
+            images, vocab, top, threshold, batch_size, return_weights, explain_dir, explain_top, progress
+        )
 
     def _stream(
         self,
@@ -268,6 +334,7 @@ class Recognizer:
         top: int | None,
         threshold: float | None,
         batch_size: int,
+        return_weights: bool,
         explain_dir: Path | None,
         explain_top: int,
         progress: bool,
@@ -293,7 +360,7 @@ class Recognizer:
         def flush() -> Iterator[Prediction]:
             """Run the images of `pending` as one batch; yield every entry (errors too) in order."""
             batch = [(name, img) for name, img, err in pending if err is None]
-            results = self._run_batch(batch, vocab, top, threshold, explain_dir, explain_top, used_names)
+            results = self._run_batch(batch, vocab, top, threshold, return_weights, explain_dir, explain_top, used_names)
             for name, _, err in pending:
                 yield Prediction(name, error=err) if err is not None else next(results)
             if bar is not None:
@@ -323,41 +390,43 @@ class Recognizer:
             if bar is not None:
                 bar.close()
 
-    @torch.no_grad()
-    def scores(self, images: Sequence["Image.Image"], labels: Sequence[str]) -> tuple[torch.Tensor, Any]:
-        """Raw scores [B, K] and the model output (with patch weights) for PIL images."""
-        vocab = self.vocabulary(labels)
-        x = torch.stack([self.transform(im) for im in images]).to(self.device)  # [B, 3, H, W]
-        out = self.model(x, vocab, return_weights=True)
-        return out.logits.float().cpu(), out
-
     def _run_batch(
         self,
         batch: list[tuple[str, Any]],
         vocab: "LabelSet",
         top: int | None,
         threshold: float | None,
+        return_weights: bool,
         explain_dir: Path | None,
         explain_top: int,
         used_names: set[str],
     ) -> Iterator[Prediction]:
         x = torch.stack([self.transform(img) for _, img in batch]).to(self.device)  # [B, 3, H, W]
         with torch.no_grad():
-            out = self.model(x, vocab, return_weights=explain_dir is not None)
+            out = self.model(x, vocab, return_weights=return_weights or explain_dir is not None)
         logits = out.logits.float().cpu()  # [B, K]
         counts = out.counts.cpu() if out.counts is not None else None  # [B, K]
+        weights = out.weights.float().cpu() if out.weights is not None else None  # [B, N, K]
+        names = vocab.names
+        index = {n: k for k, n in enumerate(names)}
+        neighbors = self.neighbors(names)
         for b, (name, img) in enumerate(batch):
-            order = torch.argsort(logits[b], descending=True, stable=True).tolist()
-            if top is not None:
-                order = order[:top]
-            if threshold is not None:
-                order = [k for k in order if logits[b, k] >= threshold]
-            pred = Prediction(name, [(vocab.names[k], float(logits[b, k])) for k in order])
+            scores = logits[b].tolist()
+            ranked = [(names[k], scores[k]) for k in torch.argsort(logits[b], descending=True, stable=True).tolist()]
+            kept = keep_labels(ranked, top, threshold)
+            ks = [index[n] for n, _ in kept]
+            pred = Prediction(name, kept, crop_box=center_crop_box(*img.size))
             if counts is not None:
-                pred.counts = {vocab.names[k]: int(counts[b, k]) for k in order}
-            if explain_dir is not None and out.weights is not None:
-                drawn = order[:explain_top] or torch.argsort(logits[b], descending=True, stable=True)[:1].tolist()
-                path = self._explain(name, img, out.weights[b], logits[b], counts, b, drawn, vocab, explain_dir, used_names)
+                pred.counts = {names[k]: int(counts[b, k]) for k in ks}
+            if return_weights and weights is not None:
+                per_label = weights[b][:, ks].numpy().T  # [N, K] -> [L, N], a copy: the batch is not kept alive
+                pred.weights = {names[k]: per_label[i] for i, k in enumerate(ks)}
+            if neighbors:
+                pred.neighbors = {n: neighbors[n] for n, _ in kept}
+            if explain_dir is not None and weights is not None:
+                drawn = [index[n] for n, _ in (kept[:explain_top] or ranked[:1])]  # the best label when none is kept
+                row_counts = counts[b] if counts is not None else None
+                path = self._explain(name, img, weights[b], scores, row_counts, drawn, names, explain_dir, used_names)
                 pred.explanation = str(path)
             yield pred
 
@@ -366,19 +435,18 @@ class Recognizer:
         name: str,
         img: "Image.Image",
         weights: torch.Tensor,
-        logits: torch.Tensor,
+        scores: list[float],
         counts: torch.Tensor | None,
-        b: int,
         drawn: list[int],
-        vocab: "LabelSet",
+        names: Sequence[str],
         explain_dir: Path,
         used_names: set[str],
     ) -> Path:
         """Write the explanation PNG of one image: its patch weights [N, K] for the labels `drawn`."""
         from .viz import region_heatmaps
 
-        w = weights.float().cpu()[:, drawn].numpy()  # [N, K] -> [N, L]
-        cnt = [int(counts[b, k]) if counts is not None else int((w[:, i] > 0).sum()) for i, k in enumerate(drawn)]
+        w = weights[:, drawn].numpy()  # [N, K] -> [N, L]
+        cnt = [int(counts[k]) if counts is not None else int((w[:, i] > 0).sum()) for i, k in enumerate(drawn)]
         stem = Path(name).stem or "image"
         fname = f"{stem}.png"
         n = 1
@@ -389,8 +457,8 @@ class Recognizer:
         return region_heatmaps(
             np.asarray(img),
             w,
-            [vocab.names[k] for k in drawn],
-            [float(logits[k]) for k in drawn],
+            [names[k] for k in drawn],
+            [scores[k] for k in drawn],
             cnt,
             explain_dir / fname,
             title=Path(name).name,

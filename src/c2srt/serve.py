@@ -20,13 +20,15 @@ import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .images import ImageReadError, center_crop_box, open_rgb
+from .constants import DEFAULT_TOP
+from .images import ImageReadError, open_rgb
+from .predict import Prediction
 from .vocabulary import parse_labels, read_label_file
 
 if TYPE_CHECKING:
@@ -44,10 +46,6 @@ MAX_IMAGES = 32  # images tagged per click; more are dropped with a note on the 
 MAX_VOCABULARY = 2000  # labels per vocabulary (text encoding and graph building grow with K)
 MAX_UPLOAD_SIZE = "50mb"  # per file, enforced by Gradio before our code sees it
 BATCH_SIZE = 8  # images per forward pass
-DEFAULT_TOP = 10  # labels shown per image until the person changes it
-HEAT_ALPHA = 0.6  # opacity of the heatmap colour over a selected patch at full weight
-DIM_UNSELECTED = 0.45  # brightness of patches ISR did not select
-DIM_OUTSIDE = 0.2  # brightness of the parts of the image outside the model's centre crop
 HEATMAP_HEIGHT = 420  # px on the page
 SERVE_EXTRA_HINT = "the web page needs Gradio: pip install c2srt[serve]"
 
@@ -184,49 +182,21 @@ def unique_names(paths: Sequence[str | Path]) -> list[str]:
 # ------------------------------------------------------------------------------ tagging
 @dataclass
 class TaggedImage:
-    """One image's result on the page: ranked labels, region weights and graph neighbours."""
+    """One upload on the page: the name shown, the picture drawn on, and the recognizer's result."""
 
     name: str
     image: Image.Image | None  # as shown (at most MAX_IMAGE_SIDE px); None when unreadable
-    vocabulary: list[str] = field(default_factory=list)
-    ranked: list[tuple[str, float]] = field(default_factory=list)  # every label, best first
-    counts: dict[str, int] = field(default_factory=dict)  # ISR patches kept per label
-    weights: np.ndarray | None = None  # [N, K] patch weights, K in vocabulary order
-    neighbors: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # IST graph, per label
-    error: str | None = None
+    prediction: Prediction  # every label ranked, with patch weights and neighbours; or `error` set
 
-    def score(self, label: str) -> float:
-        return dict(self.ranked)[label]
-
-
-def graph_for(recognizer: Recognizer, labels: Sequence[str]) -> Any:
-    """The category graph the recognizer's IST uses for `labels` (None when IST is off)."""
-    if getattr(recognizer.model, "ist", None) is None:
-        return None
-    public = getattr(recognizer, "graph_for", None)
-    build = public if callable(public) else recognizer._graph_for
-    return build(list(labels))
-
-
-def neighbors_in(graph: Any, labels: Sequence[str]) -> dict[str, list[tuple[str, float]]]:
-    """Per label, its graph neighbours that are in the vocabulary (the only ones IST uses), strongest first."""
-    if graph is None:
-        return {}
-    vocab = set(labels)
-    out: dict[str, list[tuple[str, float]]] = {}
-    for name in labels:
-        if name not in graph:
-            out[name] = []
-            continue
-        pairs = [(n, float(w)) for n, w in graph.neighbors(name) if n in vocab and n != name]
-        out[name] = sorted(pairs, key=lambda p: (-p[1], p[0]))
-    return out
+    @property
+    def error(self) -> str | None:
+        return self.prediction.error
 
 
 def tag_images(
     recognizer: Recognizer, images: Sequence[tuple[str, Image.Image]], labels: Sequence[str]
 ) -> list[TaggedImage]:
-    """Score images against a vocabulary with the recognizer (the `c2srt predict` path).
+    """Score images against a vocabulary: `Recognizer.predict` with every label kept and its patch weights.
 
     Args:
         recognizer: the model wrapper.
@@ -234,93 +204,44 @@ def tag_images(
         labels: the vocabulary (see `parse_vocabulary`).
 
     Returns:
-        One `TaggedImage` per input, in input order, with every label ranked best first.
+        One `TaggedImage` per input, in input order; its prediction is named after the upload.
 
     Raises:
         ValueError: from the recognizer, for a vocabulary it cannot use.
     """
-    import torch
-
-    labels = list(labels)
-    neighbors = neighbors_in(graph_for(recognizer, labels), labels)
-    out: list[TaggedImage] = []
-    for start in range(0, len(images), BATCH_SIZE):
-        chunk = images[start : start + BATCH_SIZE]
-        logits, model_out = recognizer.scores([im for _, im in chunk], labels)  # [B, K]
-        counts = model_out.counts.cpu() if model_out.counts is not None else None  # [B, K]
-        weights = model_out.weights.float().cpu().numpy() if model_out.weights is not None else None  # [B, N, K]
-        for b, (name, im) in enumerate(chunk):
-            order = torch.argsort(logits[b], descending=True, stable=True).tolist()  # as Recognizer.predict
-            out.append(
-                TaggedImage(
-                    name=name,
-                    image=im,
-                    vocabulary=labels,
-                    ranked=[(labels[k], float(logits[b, k])) for k in order],
-                    counts={labels[k]: int(counts[b, k]) for k in order} if counts is not None else {},
-                    weights=weights[b] if weights is not None else None,
-                    neighbors=neighbors,
-                )
-            )
-    return out
-
-
-def shown_labels(item: TaggedImage, threshold: float | None, top: int | None) -> list[tuple[str, float]]:
-    """The labels to list for an image: the `top` best, then those scoring at least `threshold`."""
-    ranked = item.ranked[: int(top)] if top else item.ranked
-    if threshold is None:
-        return list(ranked)
-    return [(n, s) for n, s in ranked if s >= threshold]
+    preds = recognizer.predict(
+        [im for _, im in images], list(labels), top=None, batch_size=BATCH_SIZE, return_weights=True
+    )
+    return [TaggedImage(name, im, replace(p, source=name)) for (name, im), p in zip(images, preds)]
 
 
 def heatmap(item: TaggedImage, label: str, image_size: int) -> tuple[np.ndarray, str]:
-    """The image with the label's ISR patches highlighted, and a caption.
-
-    The model sees the centre square of the image (short side resized, centre crop: see
-    `build_transform`), so the patch grid is laid over that square and the rest is dimmed.
+    """The image with the label's ISR patches highlighted (`viz.region_overlay`), and a caption.
 
     Returns:
         ([H, W, 3] uint8 image, caption in Markdown).
 
     Raises:
-        ValueError: `label` is not in the image's vocabulary.
+        ValueError: no image, or `label` is not in the image's vocabulary.
     """
-    from PIL import Image
+    from .viz import region_overlay
 
+    pred = item.prediction
     if item.image is None:
         raise ValueError(f"{item.name}: no image to draw on")
-    if label not in item.vocabulary:
+    if label not in dict(pred.labels):
         raise ValueError(f"label {label!r} is not in the vocabulary of {item.name}")
-    img = np.asarray(item.image, dtype=np.float32)  # [H, W, 3]
-    h, w = img.shape[:2]
-    box = center_crop_box(w, h)
-    side = round(box[2] - box[0])
-    top, left = round(box[1]), round(box[0])
-    out = img * DIM_OUTSIDE
-    score = item.score(label)
-    caption = f"**{html.escape(label)}**: score {score:.3f}"
-    if item.weights is None:
-        out[top : top + side, left : left + side] = img[top : top + side, left : left + side]
-        return out.astype(np.uint8), caption + " (this head gives no region weights)"
-    n_patches = item.weights.shape[0]
-    grid = round(math.sqrt(n_patches))
-    if grid * grid != n_patches:
-        raise ValueError(f"cannot lay {n_patches} patches on a square grid")
-    heat = item.weights[:, item.vocabulary.index(label)].reshape(grid, grid)  # [N] -> [g, g]
-    heat = heat / heat.max() if heat.max() > 0 else np.zeros_like(heat)
-    heat_px = np.asarray(  # [g, g] -> [side, side], one block per patch
-        Image.fromarray((heat * 255).astype(np.uint8)).resize((side, side), Image.Resampling.NEAREST),
-        dtype=np.float32,
-    )[..., None] / 255.0
-    crop = img[top : top + side, left : left + side]
-    color = np.array([255.0, 200.0, 0.0]) * heat_px + np.array([230.0, 40.0, 40.0]) * (1 - heat_px)  # red -> yellow
-    alpha = HEAT_ALPHA * heat_px
-    lit = crop * (1 - alpha) + color * alpha
-    out[top : top + side, left : left + side] = np.where(heat_px > 0, lit, crop * DIM_UNSELECTED)
-    kept = item.counts.get(label)
-    kept_txt = f"{kept} of {n_patches} patches selected (ISR)" if kept is not None else f"{n_patches} patches"
-    caption += f"; {kept_txt}. Brighter = larger weight; the dark margin is outside the model's centre crop ({image_size} px)."
-    return out.clip(0, 255).astype(np.uint8), caption
+    weights = pred.weights.get(label)
+    picture = region_overlay(np.asarray(item.image), weights, crop_box=pred.crop_box)
+    caption = f"**{html.escape(label)}**: score {pred.score(label):.3f}"
+    if weights is None:
+        return picture, caption + " (this head gives no region weights)"
+    kept = pred.counts.get(label)
+    kept_txt = f"{kept} of {weights.size} patches selected (ISR)" if kept is not None else f"{weights.size} patches"
+    caption += f"; {kept_txt}. Brighter = larger weight"
+    if pred.crop_box is not None and pred.crop_box != (0, 0, *item.image.size):
+        caption += f"; the dark margin is outside the model's centre crop ({image_size} px)"
+    return picture, caption + "."
 
 
 # ------------------------------------------------------------------------------- rendering
@@ -339,7 +260,7 @@ def results_html(items: Sequence[TaggedImage], threshold: float | None, top: int
     """Ranked labels per image as an HTML table (label names escaped), with score bars."""
     if not items:
         return "<p class='c2srt-empty'>Tag some images to see their labels here.</p>"
-    scores = [s for it in items for _, s in it.ranked]
+    scores = [s for it in items for _, s in it.prediction.labels]
     lo, hi = (min(scores), max(scores)) if scores else (0.0, 1.0)
     span = (hi - lo) or 1.0
     head = "".join(
@@ -351,7 +272,7 @@ def results_html(items: Sequence[TaggedImage], threshold: float | None, top: int
         if it.error:
             parts.append(f"<p class='c2srt-error' style='color:#c0392b'>{html.escape(it.error)}</p></div>")
             continue
-        rows = shown_labels(it, threshold, top)
+        rows = it.prediction.shown(int(top) if top else None, threshold)
         if not rows:
             parts.append("<p class='c2srt-none'>No label at or above the threshold.</p></div>")
             continue
@@ -365,7 +286,7 @@ def results_html(items: Sequence[TaggedImage], threshold: float | None, top: int
                 + _cell(html.escape(name), cls="c2srt-label")
                 + _cell(f"{s:.3f}", "right", cls="c2srt-score")
                 + _cell(bar, width="40%")
-                + _cell(str(it.counts.get(name, "")), "right", cls="c2srt-patches")
+                + _cell(str(it.prediction.counts.get(name, "")), "right", cls="c2srt-patches")
                 + "</tr>"
             )
         parts.append("</tbody></table></div>")
@@ -376,12 +297,12 @@ def neighbors_html(item: TaggedImage | None, label: str | None) -> str:
     """The label's IST neighbours with edge strengths and their own scores on this image."""
     if item is None or not label:
         return ""
-    if not item.neighbors:
+    if not item.prediction.neighbors:
         return "<p>No category graph: this model has no IST module.</p>"
-    pairs = item.neighbors.get(label, [])
+    pairs = item.prediction.neighbors.get(label, [])
     if not pairs:
         return f"<p><b>{html.escape(label)}</b> has no neighbour in this vocabulary's graph.</p>"
-    scores = dict(item.ranked)
+    scores = dict(item.prediction.labels)
     head = "".join(_cell(t, a, tag="th") for t, a in (("neighbour", "left"), ("strength", "right"), ("its score here", "right")))
     rows = "".join(
         "<tr class='c2srt-neighbor'>"
@@ -399,8 +320,22 @@ def neighbors_html(item: TaggedImage | None, label: str | None) -> str:
 
 
 # ------------------------------------------------------------------------------------ page
+def with_checkpoint_vocabulary(vocabs: Mapping[str, Sequence[str]], recognizer: Recognizer) -> dict[str, list[str]]:
+    """`vocabs` plus the labels of the recognizer's category graph, when it has one."""
+    out = {k: list(v) for k, v in vocabs.items()}
+    graph = getattr(recognizer, "graph", None)
+    if graph is not None and getattr(graph, "labels", None):
+        out[f"checkpoint ({len(graph.labels)} labels)"] = list(graph.labels)
+    return out
+
+
 def build_app(recognizer: Recognizer, *, saved_vocabularies: Mapping[str, Sequence[str]] | None = None) -> gr.Blocks:
     """The web page around a recognizer (not launched; see `launch_app` and `serve`).
+
+    Scripts can drive it with `gradio_client` through three named endpoints (see the README):
+    `/tag` (images, vocabulary, top -> status, predictions as `c2srt predict --format json` writes
+    them, and the page's views), `/filter` (threshold, top -> the ranked-labels table) and
+    `/explain` (image, label -> region picture, caption, neighbours).
 
     Args:
         recognizer: the model wrapper, e.g. `Recognizer.from_checkpoint(path)`.
@@ -414,10 +349,9 @@ def build_app(recognizer: Recognizer, *, saved_vocabularies: Mapping[str, Sequen
         ImportError: Gradio is not installed (`pip install c2srt[serve]`).
     """
     gr = _import_gradio()
-    vocabs = {k: list(v) for k, v in (saved_vocabularies if saved_vocabularies is not None else load_vocabularies()).items()}
-    graph = getattr(recognizer, "graph", None)
-    if saved_vocabularies is None and graph is not None and getattr(graph, "labels", None):
-        vocabs[f"checkpoint ({len(graph.labels)} labels)"] = list(graph.labels)
+    if saved_vocabularies is None:
+        saved_vocabularies = with_checkpoint_vocabulary(load_vocabularies(), recognizer)
+    vocabs = {k: list(v) for k, v in saved_vocabularies.items()}
     image_size = int(getattr(recognizer.model, "image_size", 0))
 
     def _warn(message: str) -> None:
@@ -429,8 +363,8 @@ def build_app(recognizer: Recognizer, *, saved_vocabularies: Mapping[str, Sequen
             return gr.update()
         return gr.update(value=", ".join(vocabs[name]))
 
-    def _label_view(items: list[TaggedImage], image_name: str | None, label: str | None):
-        item = next((it for it in items if it.name == image_name and it.error is None), None)
+    def on_explain(items: list[TaggedImage], image: str | None, label: str | None):
+        item = next((it for it in items or [] if it.name == image and it.error is None), None)
         if item is None or not label:
             return None, "", ""
         try:
@@ -439,20 +373,20 @@ def build_app(recognizer: Recognizer, *, saved_vocabularies: Mapping[str, Sequen
             return None, html.escape(str(e)), ""
         return picture, caption, neighbors_html(item, label)
 
-    def on_tag(files: list[str] | None, vocab_text: str, top: float):
-        empty = ([], results_html([], None, None), gr.update(), gr.update(choices=[], value=None),
+    def on_tag(images: list[str] | None, vocabulary: str, top: float):
+        empty = ([], [], results_html([], None, None), gr.update(), gr.update(choices=[], value=None),
                  gr.update(choices=[], value=None), None, "", "")  # fmt: skip
         try:
-            labels = parse_vocabulary(vocab_text)
+            labels = parse_vocabulary(vocabulary)
         except ValueError as e:
             _warn(str(e))
             return (f"**Nothing tagged:** {html.escape(str(e))}", *empty)
-        if not files:
+        if not images:
             msg = "no image: drop one or more image files first"
             _warn(msg)
             return (f"**Nothing tagged:** {msg}", *empty)
         notes: list[str] = []
-        paths = [str(f) for f in files]
+        paths = [str(f) for f in images]
         if len(paths) > MAX_IMAGES:
             notes.append(f"only the first {MAX_IMAGES} of {len(paths)} images were tagged")
             paths = paths[:MAX_IMAGES]
@@ -461,7 +395,7 @@ def build_app(recognizer: Recognizer, *, saved_vocabularies: Mapping[str, Sequen
             try:
                 opened.append((name, open_upload(p, name)))
             except ValueError as e:
-                opened.append(TaggedImage(name=name, image=None, error=str(e)))
+                opened.append(TaggedImage(name, None, Prediction(name, error=str(e))))
                 notes.append(str(e))
         good = [o for o in opened if isinstance(o, tuple)]
         try:
@@ -480,35 +414,35 @@ def build_app(recognizer: Recognizer, *, saved_vocabularies: Mapping[str, Sequen
         status = f"Tagged {len(tagged)} image(s) with {len(labels)} labels."
         if notes:
             status += "\n\n" + "\n".join(f"- **problem:** {html.escape(n)}" for n in notes)
-        scores = [s for it in tagged for _, s in it.ranked]
+        scores = [s for it in tagged for _, s in it.prediction.labels]
         slider = gr.update()
         if scores:
             lo, hi = math.floor(min(scores) * 100) / 100, math.ceil(max(scores) * 100) / 100
             slider = gr.update(minimum=lo, maximum=max(hi, lo + 0.01), value=lo)
         first = tagged[0] if tagged else None
-        label = first.ranked[0][0] if first else None
-        picture, caption, neigh = _label_view(items, first.name if first else None, label)
+        ranked = [n for n, _ in first.prediction.labels] if first else []
+        label = ranked[0] if ranked else None
+        predictions = [_as_json(it, top) for it in items]
         return (
             status,
             items,
+            predictions,
             results_html(items, None, top),
             slider,
             gr.update(choices=[it.name for it in tagged], value=first.name if first else None),
-            gr.update(choices=[n for n, _ in first.ranked] if first else [], value=label),
-            picture,
-            caption,
-            neigh,
+            gr.update(choices=ranked, value=label),
+            *on_explain(items, first.name if first else None, label),
         )
 
     def on_filter(items: list[TaggedImage], threshold: float, top: float) -> str:
         return results_html(items or [], threshold, top)
 
-    def on_pick_image(items: list[TaggedImage], image_name: str | None):
-        item = next((it for it in items or [] if it.name == image_name and it.error is None), None)
+    def on_pick_image(items: list[TaggedImage], image: str | None):
+        item = next((it for it in items or [] if it.name == image and it.error is None), None)
         if item is None:
             return gr.update(choices=[], value=None), None, "", ""
-        label = item.ranked[0][0]
-        return (gr.update(choices=[n for n, _ in item.ranked], value=label), *_label_view(items, image_name, label))
+        ranked = [n for n, _ in item.prediction.labels]
+        return (gr.update(choices=ranked, value=ranked[0]), *on_explain(items, image, ranked[0]))
 
     with gr.Blocks(title="c2srt: tag images with any vocabulary", analytics_enabled=False) as app:
         gr.Markdown(
@@ -529,7 +463,8 @@ def build_app(recognizer: Recognizer, *, saved_vocabularies: Mapping[str, Sequen
                 top = gr.Slider(1, 50, value=DEFAULT_TOP, step=1, label="Show at most (labels per image)", elem_id="c2srt-top")
                 threshold = gr.Slider(-1.0, 1.0, value=-1.0, step=0.01, label="Score threshold", elem_id="c2srt-threshold")
                 run = gr.Button("Tag", variant="primary", elem_id="c2srt-tag")
-                status = gr.Markdown("", elem_id="c2srt-status")
+                status = gr.Markdown("", label="Status", elem_id="c2srt-status")
+                predictions = gr.JSON(label="Predictions", visible=False)  # for scripts: as `c2srt predict` JSON
             with gr.Column(scale=3):
                 results = gr.HTML(results_html([], None, None), label="Ranked labels", elem_id="c2srt-results")
                 with gr.Row():
@@ -541,21 +476,47 @@ def build_app(recognizer: Recognizer, *, saved_vocabularies: Mapping[str, Sequen
                         elem_id="c2srt-heatmap", scale=3,
                     )  # fmt: skip
                     with gr.Column(scale=2):
-                        caption = gr.Markdown("", elem_id="c2srt-caption")
-                        neighbours = gr.HTML("", elem_id="c2srt-neighbors")
+                        caption = gr.Markdown("", label="Caption", elem_id="c2srt-caption")
+                        neighbours = gr.HTML("", label="Neighbours", elem_id="c2srt-neighbors")
 
-        saved.change(on_pick_vocabulary, inputs=saved, outputs=vocab)
+        # Named endpoints (gradio_client: /tag, /filter, /explain); the page's own glue stays out of the API docs.
+        saved.change(
+            on_pick_vocabulary, inputs=saved, outputs=vocab, api_name="pick_vocabulary", api_visibility="undocumented"
+        )
         run.click(
             on_tag,
             inputs=[files, vocab, top],
-            outputs=[status, state, results, threshold, image_pick, label_pick, picture, caption, neighbours],
+            outputs=[
+                status, state, predictions, results, threshold, image_pick, label_pick, picture, caption, neighbours
+            ],  # fmt: skip
+            api_name="tag",
             concurrency_limit=1,  # one forward pass at a time: the recognizer caches one vocabulary
         )
-        threshold.change(on_filter, inputs=[state, threshold, top], outputs=results)
-        top.change(on_filter, inputs=[state, threshold, top], outputs=results)
-        image_pick.change(on_pick_image, inputs=[state, image_pick], outputs=[label_pick, picture, caption, neighbours])
-        label_pick.change(_label_view, inputs=[state, image_pick, label_pick], outputs=[picture, caption, neighbours])
+        gr.on(
+            [threshold.change, top.change], on_filter, inputs=[state, threshold, top], outputs=results, api_name="filter"
+        )
+        image_pick.change(
+            on_pick_image,
+            inputs=[state, image_pick],
+            outputs=[label_pick, picture, caption, neighbours],
+            api_name="pick_image",
+            api_visibility="undocumented",
+        )
+        label_pick.change(
+            on_explain,
+            inputs=[state, image_pick, label_pick],
+            outputs=[picture, caption, neighbours],
+            api_name="explain",
+        )
     return app
+
+
+def _as_json(item: TaggedImage, top: float | None) -> dict[str, Any]:
+    """An image's result as `c2srt predict --format json` writes it, cut to the `top` best labels."""
+    d = item.prediction.to_dict()
+    if top:
+        d["labels"] = d["labels"][: int(top)]
+    return d
 
 
 def launch_app(
@@ -635,12 +596,10 @@ def serve(
         raise ValueError("give exactly one of checkpoint (a c2srt checkpoint) or clip (an open_clip model name)")
     check_host(host, allow_remote)  # before loading a model, so a refused host fails fast
     _import_gradio()
-    vocabs = load_vocabularies(vocab_dir)
+    vocabs = load_vocabularies(vocab_dir)  # before the model, so a malformed file fails fast
     if checkpoint is not None:
         rec = Recognizer.from_checkpoint(checkpoint, device=device)
-        if rec.graph is not None:
-            vocabs[f"checkpoint ({len(rec.graph.labels)} labels)"] = list(rec.graph.labels)
     else:
         rec = Recognizer.from_clip(clip, pretrained, device=device)  # type: ignore[arg-type]
-    app = build_app(rec, saved_vocabularies=vocabs)
+    app = build_app(rec, saved_vocabularies=with_checkpoint_vocabulary(vocabs, rec))
     launch_app(app, host=host, port=port, allow_remote=allow_remote, block=True)

@@ -124,27 +124,104 @@ def plot_multi_curves(
 
 
 EXPLAIN_MAX_SIDE = 384  # px: explanation PNGs draw the photo at most this large
+SELECTED_ALPHA = 0.6  # opacity of the colour over the patches the head kept
 UNSELECTED_DIM = 0.55  # opacity of the black veil over patches the head did not keep
-SELECTED_ALPHA = 0.6  # opacity of the colour over the kept patches
+OUTSIDE_DIM = 0.8  # opacity of the black veil over the parts of the photo the model did not see
+HEAT_COLORMAP = "inferno"  # kept patches: darkest colour at the least weight, brightest at the most
+HEAT_RANGE = (0.35, 1.0)  # part of the colour map used, so the least-weighted kept patch still shows
+OUTLINE_RGB = (0, 255, 255)  # cyan outline around each kept patch
+OUTLINE_FRACTION = 1 / 16  # outline thickness as a fraction of the patch side (at least 1 px)
 
 
 def _patch_count_text(n: int) -> str:
     return f"{n} patch" if n == 1 else f"{n} patches"
 
 
-def _patch_overlay(weights: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """RGBA [gh, gw, 4]: kept patches coloured by weight (brightest = most weight), the rest darkened."""
+def _square_grid(n_patches: int, grid: tuple[int, int] | None) -> tuple[int, int]:
+    """The patch grid (rows, cols): `grid` when given and consistent, else a square one.
+
+    Raises:
+        ValueError: `grid` does not hold `n_patches`, or no square does.
+    """
+    if grid is None:
+        side = int(round(math.sqrt(n_patches)))
+        if side * side != n_patches:
+            raise ValueError(f"cannot infer a square patch grid from {n_patches} patches; pass grid=")
+        return side, side
+    if grid[0] * grid[1] != n_patches:
+        raise ValueError(f"grid {grid} does not hold {n_patches} patches")
+    return grid
+
+
+def region_overlay(
+    image: np.ndarray,
+    weights: np.ndarray | None,
+    *,
+    crop_box: tuple[float, float, float, float] | None = None,
+    grid: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """The photo with one label's selected patches as a heatmap: the one region picture of c2srt.
+
+    Inside `crop_box` (the square the model saw, which the patch grid covers) each patch the head
+    kept (weight > 0) is tinted by its weight (`HEAT_COLORMAP`, brightest = most weight) and outlined
+    in cyan; the patches it did not keep are darkened (`UNSELECTED_DIM`). Outside the crop the photo
+    is darkened more (`OUTSIDE_DIM`). `explain` PNGs, the demo's pictures and the web page all draw
+    with this function.
+
+    Args:
+        image: [H, W, 3] uint8, the photo.
+        weights: [N] patch weights of one label, row-major over the grid (zero where not selected);
+            None: no region weights (only the area outside the crop is darkened).
+        crop_box: (left, top, right, bottom) in `image` pixels; default: the whole image.
+        grid: patch grid (rows, cols); default: square.
+
+    Returns:
+        [H, W, 3] uint8.
+
+    Raises:
+        ValueError: `image` is not [H, W, 3], or the weights do not fit the grid.
+
+    Example:
+        >>> region_overlay(np.zeros((8, 8, 3), np.uint8), np.array([1.0, 0, 0, 0])).shape
+        (8, 8, 3)
+    """
     import matplotlib
 
-    w = np.asarray(weights, dtype=float).reshape(grid)  # [N] -> [gh, gw]
-    rgba = np.zeros((*grid, 4))
-    kept = w > 0
-    rgba[~kept] = (0.0, 0.0, 0.0, UNSELECTED_DIM)
-    if kept.any():
-        colours = matplotlib.colormaps["inferno"](0.35 + 0.65 * w / w.max())  # [gh, gw, 4]
-        rgba[kept] = colours[kept]
-        rgba[kept, 3] = SELECTED_ALPHA
-    return rgba
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"image must be [H, W, 3], got shape {tuple(img.shape)}")
+    h, w = img.shape[:2]
+    left, top, right, bottom = (round(v) for v in (crop_box or (0, 0, w, h)))
+    left, top, right, bottom = max(0, left), max(0, top), min(w, right), min(h, bottom)
+    px = img.astype(np.float32)
+    out = px * (1.0 - OUTSIDE_DIM)
+    crop = px[top:bottom, left:right]  # [h', w', 3]
+    if weights is None or crop.size == 0:
+        out[top:bottom, left:right] = crop
+        return out.round().clip(0, 255).astype(np.uint8)
+    weights = np.asarray(weights, dtype=np.float64).reshape(-1)
+    gh, gw = _square_grid(weights.size, grid)
+    ch, cw = crop.shape[:2]
+    # each pixel of the crop -> its patch row and column, and where that patch starts and ends
+    row_edges = np.floor(np.arange(gh + 1) * ch / gh).astype(int)  # [gh + 1]
+    col_edges = np.floor(np.arange(gw + 1) * cw / gw).astype(int)  # [gw + 1]
+    rows = np.searchsorted(row_edges, np.arange(ch), side="right") - 1  # [h']
+    cols = np.searchsorted(col_edges, np.arange(cw), side="right") - 1  # [w']
+    wmap = weights.reshape(gh, gw)[rows[:, None], cols[None, :]]  # [gh, gw] -> [h', w']
+    kept = wmap > 0
+    lo, hi = HEAT_RANGE
+    top_weight = weights.max() if weights.max() > 0 else 1.0
+    colour = matplotlib.colormaps[HEAT_COLORMAP](lo + (hi - lo) * np.where(kept, wmap, 0) / top_weight)[..., :3] * 255.0
+    lit = crop * (1.0 - SELECTED_ALPHA) + colour * SELECTED_ALPHA
+    shown = np.where(kept[..., None], lit, crop * (1.0 - UNSELECTED_DIM))
+    t = max(1, round(min(ch / gh, cw / gw) * OUTLINE_FRACTION))  # outline thickness, px
+    y, x = np.arange(ch), np.arange(cw)
+    edge_y = (y - row_edges[rows] < t) | (row_edges[rows + 1] - 1 - y < t)  # [h'] near its patch's top or bottom
+    edge_x = (x - col_edges[cols] < t) | (col_edges[cols + 1] - 1 - x < t)  # [w']
+    outline = kept & (edge_y[:, None] | edge_x[None, :])
+    shown[outline] = OUTLINE_RGB
+    out[top:bottom, left:right] = shown
+    return out.round().clip(0, 255).astype(np.uint8)
 
 
 def region_heatmaps(
@@ -161,9 +238,8 @@ def region_heatmaps(
 ) -> Path:
     """One panel per label: the photo with the patches the head selected as a heatmap, and their count.
 
-    Patches the head kept for a label are coloured by their weight (brightest = most weight) and
-    outlined; the rest of the picture is darkened. The first panel is the photo itself, with the
-    region the model saw outlined when it is not the whole photo.
+    Each label's panel is `region_overlay`. The first panel is the photo itself, with the region
+    the model saw outlined when it is not the whole photo.
 
     Args:
         image: [H, W, 3] uint8, the photo (or the model input).
@@ -191,13 +267,7 @@ def region_heatmaps(
         raise ValueError(
             f"{n_labels} weight columns but {len(labels)} labels, {len(scores)} scores, {len(counts)} counts"
         )
-    if grid is None:
-        side = int(round(math.sqrt(n_patches)))
-        if side * side != n_patches:
-            raise ValueError(f"cannot infer a square patch grid from {n_patches} patches; pass grid=")
-        grid = (side, side)
-    elif grid[0] * grid[1] != n_patches:
-        raise ValueError(f"grid {grid} does not hold {n_patches} patches")
+    grid = _square_grid(n_patches, grid)
     h, w = image.shape[:2]
     left, top, right, bottom = crop_box if crop_box is not None else (0.0, 0.0, float(w), float(h))
     scale = min(1.0, EXPLAIN_MAX_SIDE / max(h, w))
@@ -216,34 +286,15 @@ def region_heatmaps(
     for ax in axes.flat:
         ax.axis("off")
     whole = (left, top, right, bottom) == (0.0, 0.0, float(w), float(h))
-
-    def veil_outside(ax) -> None:
-        """Darken the parts of the photo the model did not see (outside the crop)."""
-        for x0, y0, x1, y1 in ((0, 0, w, top), (0, bottom, w, h), (0, top, left, bottom), (right, top, w, bottom)):
-            if x1 > x0 and y1 > y0:
-                ax.add_patch(mpatches.Rectangle((x0, y0), x1 - x0, y1 - y0, color="black", alpha=UNSELECTED_DIM, lw=0))
-
     ax0 = axes[0, 0]
     ax0.imshow(image, interpolation="nearest")
     if not whole:
         ax0.add_patch(mpatches.Rectangle((left, top), right - left, bottom - top, fill=False, ec="white", ls="--", lw=1))
     ax0.set_title("input" if whole else "input (dashed: model view)", fontsize=9)
-    ph, pw = (bottom - top) / grid[0], (right - left) / grid[1]  # patch size in drawn pixels
     for i in range(n_labels):
         ax = axes.flat[i + 1]
-        ax.imshow(image, interpolation="nearest")
-        ax.imshow(
-            _patch_overlay(weights[:, i], grid), extent=(left, right, bottom, top), interpolation="nearest"
-        )
-        if not whole:
-            veil_outside(ax)
-        for idx in np.flatnonzero(weights[:, i] > 0):  # outline each selected patch
-            r, c = divmod(int(idx), grid[1])
-            ax.add_patch(
-                mpatches.Rectangle((left + c * pw, top + r * ph), pw, ph, fill=False, ec="cyan", lw=0.8)
-            )
-        ax.set_xlim(0, w)
-        ax.set_ylim(h, 0)
+        panel = region_overlay(image, weights[:, i], crop_box=(left, top, right, bottom), grid=grid)
+        ax.imshow(panel, interpolation="nearest")
         ax.set_title(f"{labels[i]}\nscore {scores[i]:.3f}, {_patch_count_text(int(counts[i]))}", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
