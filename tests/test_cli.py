@@ -114,11 +114,11 @@ def _closed_port() -> int:
 def test_a_failing_or_unreachable_language_model_is_one_line(
     endpoint: str, refusing_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    from c2srt.graph.llm import OpenAIChatScorer
+    from c2srt.graph.llm import make_scorer
 
-    defaults = OpenAIChatScorer.__init__.__kwdefaults__ or {}
-    if "backoff" in defaults:
-        monkeypatch.setitem(defaults, "backoff", 0.0)  # retry at once
+    defaults = make_scorer.__kwdefaults__ or {}
+    if "max_retries" in defaults:
+        monkeypatch.setitem(defaults, "max_retries", 1)  # one retry, not the client's back-off over five
     url = refusing_endpoint if endpoint == "failing" else f"http://127.0.0.1:{_closed_port()}/v1"
     labels = tmp_path / "labels.txt"
     labels.write_text("dog\ncat\nball\n")
@@ -130,7 +130,7 @@ def test_a_failing_or_unreachable_language_model_is_one_line(
     assert rc == 4
     line = one_error_line(err, "graph")
     assert "language model request failed" in line and url in line
-    assert ("401" in line) if endpoint == "failing" else ("giving up" in line)
+    assert ("HTTP 401" in line) if endpoint == "failing" else ("cannot connect" in line)
     assert not out.exists()
 
 

@@ -18,8 +18,8 @@ Two backends share the `RelationScorer` interface (`relate(batch) -> answers`):
   those two were dropped. The prefixes of a batch of categories run in one left-padded forward pass;
   their key/value cache is then shared by all their candidates in one right-padded pass.
 * `OpenAIChatScorer`: any OpenAI-compatible chat endpoint (vLLM, Ollama, llama.cpp server, hosted
-  APIs) over urllib, answering JSON; timeouts, retries with exponential back-off and a resumable
-  JSONL cache of answers (one line per category, keyed by the prompt hash).
+  APIs) through the `openai` client (timeouts, retries with back-off and `Retry-After`), answering
+  JSON, with a resumable JSONL cache of answers (one line per category, keyed by the prompt hash).
 
 Answers are raw (name, strength) pairs; `build.py` cleans them with `parse.clean_pairs`.
 """
@@ -35,9 +35,7 @@ import os
 import shutil
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,7 +43,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..io import cache_root
-from .parse import ParseReport, parse_json_answer
+from .parse import ParseReport, parse_answer
 
 _logger = logging.getLogger(__name__)
 
@@ -68,10 +66,9 @@ LOCAL_CATEGORIES_PER_BATCH = 8  # categories whose candidates share one forward 
 
 # OpenAI-compatible chat.
 OPENAI_KEY_ENV = "OPENAI_API_KEY"
-OPENAI_TIMEOUT_S = 60.0
-OPENAI_MAX_RETRIES = 5
-OPENAI_BACKOFF_S = 1.0  # first retry delay; doubles each retry
-RETRY_HTTP_CODES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+OPENAI_TIMEOUT_S = 60.0  # seconds per attempt
+OPENAI_MAX_RETRIES = 5  # retries after the first attempt (the client's exponential back-off with jitter)
+NO_API_KEY = "EMPTY"  # sent when the key variable is unset (local servers ignore it; the client needs one)
 OPENAI_SYSTEM = "You build category graphs for image recognition. Answer with JSON only."
 OPENAI_USER = (
     "Category: {category}\n"
@@ -339,25 +336,51 @@ class LocalLMScorer:
 
 # ---------------------------------------------------------------------------------------- OpenAI-compatible
 class LLMRequestError(RuntimeError):
-    """The endpoint kept failing (after retries) or refused the request."""
+    """The endpoint kept failing (after retries) or refused the request; the message names the
+    endpoint and the cause in one line."""
+
+
+def _require_openai() -> Any:
+    try:
+        import openai
+    except ImportError as err:
+        raise ImportError("the openai LLM backend needs the llm extra: pip install 'c2srt[llm]'") from err
+    return openai
+
+
+def _answer_text(body: bytes) -> str | None:
+    """The assistant's text from a chat-completion response body, or None if the body is not one."""
+    try:
+        content = json.loads(body)["choices"][0]["message"]["content"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError):
+        return None
+    return content if isinstance(content, str) else None
 
 
 class OpenAIChatScorer:
-    """Relation scorer on an OpenAI-compatible `/chat/completions` endpoint.
+    """Relation scorer on an OpenAI-compatible `/chat/completions` endpoint, through the `openai` client.
 
-    Answers are cached in `cache_file` (JSONL, one line per category keyed by the prompt hash,
-    appended and flushed after each answer), so an interrupted build resumes where it stopped.
+    The client does the transport: a timeout per attempt, retries of connection errors, timeouts
+    and HTTP 408/409/429/5xx with exponential back-off and jitter (honouring the server's
+    `Retry-After`), no retry of other refusals. The response body is read here, not by the client's
+    model classes, so that a body which is not a chat completion (a proxy's HTML page, a truncated
+    JSON) is counted as "malformed" instead of raising. Answers are cached in `cache_file` (JSONL,
+    one line per category keyed by the prompt hash, appended and flushed after each answer), so an
+    interrupted build resumes where it stopped.
 
     Args:
         base_url: e.g. "http://localhost:8000/v1" (vLLM) or "https://api.openai.com/v1".
         model: the endpoint's model id.
-        api_key_env: environment variable holding the API key (may be unset for local servers).
+        api_key_env: environment variable holding the API key; when it is unset, `NO_API_KEY` is
+            sent (local servers such as vLLM and Ollama ignore it).
         cache_file: JSONL answer cache (None: no cache).
-        timeout: seconds per request.
-        max_retries: retries after the first attempt for network errors and HTTP 408/429/5xx.
-        backoff: first retry delay in seconds, doubled on each retry.
-        sleep: the sleep function (tests inject a fake one).
+        timeout: seconds per attempt.
+        max_retries: retries after the first attempt.
         temperature: sampling temperature sent to the endpoint (0: deterministic where supported).
+
+    Raises:
+        ValueError: no base URL or model.
+        ImportError: the `openai` package is missing (the llm extra).
     """
 
     batch_size = 1
@@ -371,20 +394,20 @@ class OpenAIChatScorer:
         cache_file: str | os.PathLike[str] | None = None,
         timeout: float = OPENAI_TIMEOUT_S,
         max_retries: int = OPENAI_MAX_RETRIES,
-        backoff: float = OPENAI_BACKOFF_S,
-        sleep: Callable[[float], None] = time.sleep,
         temperature: float = 0.0,
     ) -> None:
         if not base_url:
             raise ValueError("the openai backend needs --base-url (e.g. http://localhost:8000/v1)")
         if not model:
             raise ValueError("the openai backend needs --llm-model (the endpoint's model id)")
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        openai = _require_openai()
+        self.base_url = base_url.rstrip("/")
+        self.url = self.base_url + "/chat/completions"
         self.model_id = model
-        self.api_key = os.environ.get(api_key_env, "")
-        self.timeout, self.max_retries, self.backoff, self.sleep = timeout, max_retries, backoff, sleep
-        self.temperature = temperature
-        self.requests = 0  # HTTP requests sent (tests check resumption with it)
+        self.timeout, self.max_retries, self.temperature = timeout, max_retries, temperature
+        self.client = openai.OpenAI(
+            base_url=self.base_url, api_key=os.environ.get(api_key_env) or NO_API_KEY, timeout=timeout, max_retries=max_retries
+        )
         self.cache_file = Path(cache_file) if cache_file is not None else None
         self._cache: dict[str, str] = {}
         if self.cache_file is not None and self.cache_file.is_file():
@@ -412,7 +435,7 @@ class OpenAIChatScorer:
         return {
             "backend": "openai",
             "model": self.model_id,
-            "base_url": self.url.rsplit("/chat/completions", 1)[0],
+            "base_url": self.base_url,
             "mode": "json",
             "prompt_version": PROMPT_VERSION,
             "prompt_hash": prompt_hash(OPENAI_SYSTEM, OPENAI_USER),
@@ -435,7 +458,7 @@ class OpenAIChatScorer:
                 content = self._request(messages, report)
                 if content is not None:
                     self._append_cache(key, category, content)
-            pairs = parse_json_answer(content, report) if content is not None else []
+            pairs = parse_answer(content, report) if content is not None else []
             answers.append(RelationAnswer(category, pairs, report))
         return answers
 
@@ -451,41 +474,30 @@ class OpenAIChatScorer:
             os.fsync(fh.fileno())
 
     def _request(self, messages: list[dict[str, str]], report: ParseReport) -> str | None:
-        """POST with retries; returns the answer text, or None (counted malformed) for a bad envelope."""
-        body = json.dumps({"model": self.model_id, "messages": messages, "temperature": self.temperature}).encode("utf-8")
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        last_error = ""
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                self.sleep(self.backoff * 2 ** (attempt - 1))
-            self.requests += 1
-            req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    raw = resp.read()
-            except urllib.error.HTTPError as err:
-                last_error = f"HTTP {err.code} {err.reason}"
-                if err.code in RETRY_HTTP_CODES:
-                    _logger.warning("%s: %s (attempt %d)", self.url, last_error, attempt + 1)
-                    continue
-                raise LLMRequestError(f"{self.url}: {last_error}: {err.read()[:300]!r}") from err
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-                last_error = str(getattr(err, "reason", err))
-                _logger.warning("%s: %s (attempt %d)", self.url, last_error, attempt + 1)
-                continue
-            try:
-                envelope = json.loads(raw)
-                content = envelope["choices"][0]["message"]["content"]
-            except (json.JSONDecodeError, KeyError, IndexError, TypeError, UnicodeDecodeError):
-                report.drop("malformed", raw[:200])
-                return None
-            if not isinstance(content, str):
-                report.drop("malformed", content)
-                return None
-            return content
-        raise LLMRequestError(f"{self.url}: giving up after {self.max_retries + 1} attempts (last error: {last_error})")
+        """One chat completion (the client retries); the answer text, or None (counted malformed) for a bad body.
+
+        Raises:
+            LLMRequestError: the endpoint refused the request, or kept failing after the retries.
+        """
+        openai = _require_openai()
+        attempts = f"{self.max_retries + 1} attempt{'s' if self.max_retries else ''}"
+        try:
+            raw = self.client.chat.completions.with_raw_response.create(model=self.model_id, messages=messages, temperature=self.temperature)
+        except openai.APITimeoutError as err:  # before APIConnectionError, its base class
+            raise LLMRequestError(f"{self.url}: no answer within {self.timeout:g} s ({attempts})") from err
+        except openai.APIConnectionError as err:
+            raise LLMRequestError(f"{self.url}: cannot connect ({err.__cause__ or err}; {attempts})") from err
+        except openai.APIStatusError as err:
+            retried = err.status_code in (408, 409, 429) or err.status_code >= 500
+            body = err.response.text[:200].strip().replace("\n", " ")
+            raise LLMRequestError(f"{self.url}: HTTP {err.status_code}{f' after {attempts}' if retried else ''}: {body}") from err
+        except openai.APIError as err:
+            raise LLMRequestError(f"{self.url}: {err}") from err
+        body = raw.http_response.content
+        content = _answer_text(body)
+        if content is None:
+            report.drop("malformed", body[:200])
+        return content
 
 
 def make_scorer(
@@ -496,7 +508,8 @@ def make_scorer(
     cache_dir: str | os.PathLike[str] | None = None,
     mode: str = "pmi",
     api_key_env: str = OPENAI_KEY_ENV,
-    sleep: Callable[[float], None] = time.sleep,
+    timeout: float = OPENAI_TIMEOUT_S,
+    max_retries: int = OPENAI_MAX_RETRIES,
 ) -> RelationScorer:
     """A `RelationScorer` for `--llm-backend local|openai`.
 
@@ -510,5 +523,7 @@ def make_scorer(
     if backend == "openai":
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in (model or "model"))
         cache_file = cache_root(cache_dir) / "llm-answers" / f"{safe}.jsonl"
-        return OpenAIChatScorer(base_url=base_url or "", model=model or "", api_key_env=api_key_env, cache_file=cache_file, sleep=sleep)
+        return OpenAIChatScorer(
+            base_url=base_url or "", model=model or "", api_key_env=api_key_env, cache_file=cache_file, timeout=timeout, max_retries=max_retries
+        )
     raise ValueError(f"unknown LLM backend {backend!r}; valid backends: local, openai")

@@ -1,0 +1,45 @@
+"""viz.plot_curves: the curves it draws are the numbers in the metrics file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from c2srt import viz
+
+CSV = """epoch,step,train/loss_step,val/mAP,val/seen/mAP
+0,9,0.90,,
+0,19,0.70,,
+0,19,,0.25,0.30
+1,29,0.50,,
+1,39,0.40,,
+1,39,,0.50,0.55
+"""
+
+
+def test_plot_curves_draws_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text(CSV)
+    figures: list[Any] = []
+    save = viz._save
+    monkeypatch.setattr(viz, "_save", lambda fig, out: (figures.append(fig), save(fig, out))[1])
+    out = viz.plot_curves(metrics, tmp_path / "curves" / "c.png", title="run 1")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    loss_ax, map_ax = figures[0].axes[:2]
+    [loss] = loss_ax.get_lines()
+    assert list(loss.get_xdata()) == [9, 19, 29, 39] and list(loss.get_ydata()) == pytest.approx([0.9, 0.7, 0.5, 0.4])
+    curves = {line.get_label(): list(line.get_ydata()) for line in map_ax.get_lines()}
+    assert curves == {"mAP": pytest.approx([25.0, 50.0]), "seen/mAP": pytest.approx([30.0, 55.0])}  # fractions shown in percent
+    assert figures[0]._suptitle.get_text() == "run 1"
+
+
+def test_plot_curves_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no metrics file"):
+        viz.plot_curves(tmp_path / "missing.csv", tmp_path / "c.png")
+    empty = tmp_path / "metrics.csv"
+    empty.write_text("epoch,step,lr\n0,1,0.1\n")
+    with pytest.raises(ValueError, match="no loss or mAP columns"):
+        viz.plot_curves(empty, tmp_path / "c.png")
+    assert not (tmp_path / "c.png").exists()
