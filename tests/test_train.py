@@ -173,6 +173,34 @@ def test_resume_after_a_kill_is_bit_identical(coco8: Path, tmp_path: Path, monke
     assert logged == [(e, s - 1) for e, s in full_log]
 
 
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_metrics_csv_continues_from_the_checkpoint_step(tmp_path: Path) -> None:
+    from c2srt.train import _CsvLogger
+
+    log = tmp_path / "logs" / "metrics.csv"
+    killed = _CsvLogger(tmp_path, resume_step=None)
+    for step in range(5):  # killed after step 4; its last checkpoint was taken after step 2
+        killed.log_metrics({"train/loss": float(step)}, step=step)
+    assert [r["step"] for r in _csv_rows(log)] == ["0", "1", "2", "3", "4"], "rows must reach the disk as logged"
+
+    resumed = _CsvLogger(tmp_path, resume_step=3)  # steps 3 and 4 are run, and logged, again
+    resumed.log_metrics({"train/loss": 30.0}, step=3)
+    resumed.log_metrics({"val/gzsl/mAP": 0.5}, step=3)  # a column the file did not have
+    resumed.finalize("failed")  # killed again; a second resume from the same checkpoint
+    again = _CsvLogger(tmp_path, resume_step=3)
+    again.log_metrics({"train/loss": 300.0}, step=3)
+    again.finalize("success")
+    rows = _csv_rows(log)
+    assert [(r["step"], r["train/loss"]) for r in rows] == [("0", "0.0"), ("1", "1.0"), ("2", "2.0"), ("3", "300.0")]
+    assert "val/gzsl/mAP" in rows[0]
+
+
 def test_resume_without_a_checkpoint_fails_clearly(
     tmp_path: Path, coco8: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -309,3 +337,140 @@ def test_augmentation_is_a_function_of_seed_epoch_and_index(coco8: Path) -> None
     assert torch.equal(data[0]["image"], a)
     data.epoch = 2  # ... the epoch does
     assert not torch.equal(data[0]["image"], a)
+
+
+# ------------------------------------------------------------------ the output a person reads
+def _cli(argv: list[str], *, env: dict[str, str] | None = None, script: Path | None = None, timeout: float = 600) -> tuple[int, str]:
+    """Run `c2srt ARGV` (or `script ARGV`) in fresh processes, as a user would; (exit code, stdout + stderr).
+
+    On a timeout the whole process group (Lightning's DDP ranks included) is killed.
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import c2srt
+
+    src = str(Path(c2srt.__file__).resolve().parents[1])  # the c2srt under test, also in the child processes
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    full_env.update({"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "NO_COLOR": "1"})
+    if sys.platform.startswith("linux"):
+        full_env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # DDP on CPU over loopback: no network needed
+    full_env.update(env or {})
+    cmd = [sys.executable, str(script)] if script else [sys.executable, "-m", "c2srt.cli"]
+    proc = subprocess.Popen(
+        [*cmd, *argv], env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        raise AssertionError(f"c2srt {' '.join(argv)} ran over {timeout} s:\n{output}") from None
+    return proc.returncode, output
+
+
+def _assert_readable(output: str) -> None:
+    """Each line once; no advertisement, no library load report or bar, no raw warning."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    repeated = sorted({line for line in lines if lines.count(line) > 1})
+    assert not repeated, f"lines printed more than once: {repeated}\n{output}"
+    for noise in ("Tip:", "litlogger", "LOAD REPORT", "Loading weights", "Warning:", ".py:"):
+        assert noise not in output, f"{noise!r} in the output:\n{output}"
+
+
+def test_train_output_has_each_line_once(coco8: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code, output = _cli(["train", "--config", str(TINY), f"data.root={coco8}", "--output-dir", str(out)])
+    assert code == 0, output
+    _assert_readable(output)
+    # the lines that matter are there: what runs where, each validation, where the model went
+    assert f"training on 3 images (77 seen labels) for 2 epochs on cpu; validation on 4 images (80 labels); writing to {out}" in output
+    assert "epoch 1/2 validation: 4 images · zsl mAP" in output and "epoch 2/2 validation" in output
+    assert f"model written to {out / 'model.safetensors'}" in output
+
+
+# ------------------------------------------------------------------ two processes (DDP)
+SPY_SCRIPT = Path(__file__).with_name("_cli_spy.py")
+
+
+def _coco8_with_odd_val(coco8: Path, root: Path) -> Path:
+    """COCO8 with 3 validation images: over 2 ranks the sampler pads one, which must count once."""
+    shutil.copytree(coco8, root)
+    dropped = sorted((root / "images" / "val").glob("*.jpg"))[-1]
+    dropped.unlink()
+    (root / "labels" / "val" / f"{dropped.stem}.txt").unlink(missing_ok=True)
+    return root
+
+
+def _writes(spy: Path, rank: int) -> set[str]:
+    path = spy / f"writes.rank{rank}.txt"
+    return set(path.read_text().split()) if path.is_file() else set()
+
+
+def _losses(spy: Path, rank: int) -> dict[int, float]:
+    rows = [json.loads(line) for line in (spy / f"losses.rank{rank}.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows}
+
+
+def _logged_losses(run: Path) -> dict[int, float]:
+    import csv
+
+    with open(run / "logs" / "metrics.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["train/loss"]]
+    steps = [int(r["step"]) for r in rows]
+    assert len(steps) == len(set(steps)), f"steps logged twice: {steps}"
+    return {int(r["step"]): float(r["train/loss"]) for r in rows}
+
+
+@pytest.mark.slow
+def test_two_processes_write_once_sync_metrics_count_each_image_once_and_resume(coco8: Path, tmp_path: Path) -> None:
+    data = _coco8_with_odd_val(coco8, tmp_path / "coco7")
+    ddp = ["--devices", "2", "train.accelerator=cpu", "train.strategy=ddp", "train.epochs=2", "data.batch_size=1"]
+    ddp += ["eval.batch_size=1", "graph.encoder=clip"]  # 2 steps per epoch per rank; the model's text tower ranks graph candidates
+    run, spy, killed = tmp_path / "run", tmp_path / "spy", tmp_path / "killed"
+    spy.mkdir()
+    code, output = _cli(
+        _train_args(data, run, *ddp), script=SPY_SCRIPT, env={"C2SRT_SPY": str(spy), "C2SRT_SPY_SNAPSHOT": str(killed)}
+    )
+    assert code == 0, output
+    _assert_readable(output)
+    assert "on cpu, 2 processes (DDP)" in output
+
+    # one writer for every file: rank 0 wrote them all, rank 1 nothing
+    written = _writes(spy, 0)
+    for name in ("model.safetensors", "metrics.json", "config.yaml", "env.json", "curves.png", "graph.json", "logs/metrics.csv"):
+        assert name in written, f"rank 0 did not write {name}: {sorted(written)}"
+    assert any(w.startswith("checkpoints/") and w.endswith(".ckpt") for w in written)
+    assert _writes(spy, 1) == set(), "rank 1 wrote files of the run"
+
+    # the logged training loss is the mean over both ranks at every step (sync_dist)
+    rank0, rank1 = _losses(spy, 0), _losses(spy, 1)
+    logged = _logged_losses(run)
+    assert sorted(logged) == sorted(rank0) == sorted(rank1) == [0, 1, 2, 3]
+    assert any(rank0[s] != rank1[s] for s in logged), "both ranks saw the same images"
+    for step, value in logged.items():
+        assert value == pytest.approx((rank0[step] + rank1[step]) / 2, rel=1e-6), step
+
+    # evaluation counts each of the 3 images once: the same figures as one process on the same model
+    metrics = _strict_json(run / "metrics.json")
+    assert metrics["gzsl/n_images"] == 3
+    assert main(["eval", "--checkpoint", str(run / "model.safetensors"), "--output-dir", str(tmp_path / "eval")]) == 0
+    assert _strict_json(tmp_path / "eval" / "eval.json") == metrics
+
+    # the run folder as a kill when epoch 1 started left it, resumed under DDP: the same model
+    full = _weights(run / "model.safetensors")
+    shutil.rmtree(run)
+    killed.rename(run)  # the same folder: checkpoints remember where they were written
+    resumed_spy = tmp_path / "spy_resumed"
+    resumed_spy.mkdir()
+    code, output = _cli(_train_args(data, run, *ddp, "--resume"), script=SPY_SCRIPT, env={"C2SRT_SPY": str(resumed_spy)})
+    assert code == 0, output
+    _assert_readable(output)
+    assert _writes(resumed_spy, 1) == set(), "rank 1 wrote files of the resumed run"
+    assert sorted(_losses(resumed_spy, 0)) == [2, 3], "the resumed run did not start at epoch 1"
+    resumed = _weights(run / "model.safetensors")
+    assert full.keys() == resumed.keys()
+    assert not [k for k in full if not torch.equal(full[k], resumed[k])], "weights differ after resuming under DDP"
+    assert _logged_losses(run) == logged  # the log covers the whole run, each step once

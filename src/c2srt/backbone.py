@@ -107,7 +107,10 @@ def create_clip(name: str, pretrained: str | None = None, *, device: str | torch
         cfg = preset["model_cfg"]
         text_cfg = cfg.get("text_cfg", {})
         if "hf_model_name" in text_cfg:
-            model = open_clip.CustomTextCLIP(**cfg)
+            from .logs import quiet_transformers
+
+            with quiet_transformers():  # a transformers text tower (MiniLM) loads with it
+                model = open_clip.CustomTextCLIP(**cfg)
             tokenizer = open_clip.tokenizer.HFTokenizer(
                 text_cfg["hf_tokenizer_name"], context_length=text_cfg.get("context_length", 77)
             )

@@ -16,8 +16,11 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from .logs import process_rank, setup_console_logging
+
 _logger = logging.getLogger("c2srt")
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.-]*=")  # a config override: key.path=value
+_VERBOSE_HELP = "show the detail: debug messages, the libraries' INFO lines, every DDP rank, tracebacks"
 
 # Exit codes, documented in `c2srt --help` and the README.
 EXIT_OK = 0
@@ -45,25 +48,6 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
 
 
 # ------------------------------------------------------------------ shared helpers
-class _StderrHandler(logging.StreamHandler):
-    """Logs to whatever `sys.stderr` is when a record is written, not when the handler was made.
-
-    `main()` may run many times in one process (tests, notebooks); a plain StreamHandler would
-    keep writing to the first run's stderr, which may be closed by then (pytest's capture).
-    """
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-
-    @property  # type: ignore[override]
-    def stream(self):  # noqa: D102
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it
-        pass
-
-
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="experiment YAML (see configs/)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.lr=1e-4")
@@ -112,7 +96,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, devices=args.devices))
     path = fit(cfg, resume=args.resume)
-    print(f"model written to {path}")
+    if process_rank() == 0:  # under DDP every process runs this command
+        print(f"model written to {path}")
     return 0
 
 
@@ -288,7 +273,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"c2srt {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, and tracebacks on errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE_HELP)
     sub = parser.add_subparsers(dest="verb", metavar="{demo,train,eval,predict,serve,graph,data}")
 
     p = sub.add_parser("demo", help="the mini-world benchmark: the whole method end to end, offline")
@@ -375,6 +360,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_args(c)
     c.add_argument("--split", choices=("train", "test", "all"), default="all", help="which split(s) to check")
     c.set_defaults(func=cmd_data_check)
+    _verbose_after_the_verb(sub, gsub, dsub)
     return parser
 
 
@@ -424,6 +410,13 @@ def _classify(e: BaseException) -> tuple[int, str] | None:
     return None
 
 
+def _verbose_after_the_verb(*verb_groups: argparse._SubParsersAction) -> None:
+    """`-v` also after a verb (`c2srt train ... -v`, `c2srt graph build ... -v`)."""
+    for group in verb_groups:
+        for verb in group.choices.values():
+            verb.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=_VERBOSE_HELP)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `c2srt` command; returns the exit code."""
     parser = _parser()
@@ -435,11 +428,7 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides = [*(args.overrides or []), *extra]
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        handlers=[_StderrHandler()],
-    )
+    setup_console_logging(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

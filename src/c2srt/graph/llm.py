@@ -158,8 +158,11 @@ def _load_cached(path: str) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ..logs import quiet_transformers
+
     # fp32 compute: bf16 matmuls are several times slower on CPUs without bf16 units.
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, local_files_only=True)
+    with quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model.eval().requires_grad_(False)
     return model, tokenizer
