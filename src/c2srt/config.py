@@ -74,6 +74,7 @@ class DataCfg:
     num_workers: int = 4  # loader processes
     rand_augment: bool = True  # RandAugment on training images
     skip_bad: bool = False  # skip (and count) unreadable images / unknown labels instead of stopping
+    check_images: bool = True  # decode every image once before use; verdicts cached per file (path, size, mtime)
     options: dict[str, Any] = field(default_factory=dict)  # reader-specific keyword arguments
 
 

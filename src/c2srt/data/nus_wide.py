@@ -28,7 +28,8 @@ from typing import Sequence
 import numpy as np
 
 from ..constants import IGNORE_LABEL, NEGATIVE, POSITIVE
-from .base import DataProblem, MultiLabelDataset, Transform, finalize_dataset, read_lines, read_name_list, register_dataset
+from ..vocabulary import read_label_file
+from .base import DataProblem, MultiLabelDataset, Transform, finalize_dataset, read_lines, register_dataset
 
 _logger = logging.getLogger(__name__)
 
@@ -333,6 +334,7 @@ def build_nus_wide(
     h5_file: str | None = None,
     label_key: str = "{name}-labels",
     unseen_key: str = "{name}-labels_81",
+    check_images: bool = False,
 ) -> MultiLabelDataset:
     """NUS-WIDE (925 seen tags / 81 unseen concepts) from the official files or MKT's preparation.
 
@@ -344,6 +346,7 @@ def build_nus_wide(
         layout: "official", "mkt" or "auto" (official when an image list is found, else mkt).
         images_dir: folder of the images (`<images_dir>/<folder>/<file>.jpg`), relative to root.
         check_files: check that each image file exists.
+        check_images: decode every image once before use (cached; config: `data.check_images`).
         image_list, train_list, test_list, concepts_file, tags_file, all_tags_file,
         train_test_labels_dir, all_labels_dir: official files, relative to root (default: the
             distribution's names, searched in the usual places).
@@ -373,8 +376,8 @@ def build_nus_wide(
         layout = "official" if official else "mkt"
     tags_path = _find(base, tags_file, "tags_file")
     concepts_path = _find(base, concepts_file, "concepts_file")
-    tags = read_name_list(tags_path, "tag list")
-    concepts = read_name_list(concepts_path, "concept list")
+    tags = read_label_file(tags_path, "tag list")
+    concepts = read_label_file(concepts_path, "concept list")
     seen, unseen = vocabulary(tags, concepts)
     img_root = Path(images_dir) if Path(images_dir).is_absolute() else base / images_dir
     if layout == "official":
@@ -403,4 +406,5 @@ def build_nus_wide(
         transform=transform,
         skip_bad=skip_bad,
         check_files=check_files,
+        check_images=check_images,
     )

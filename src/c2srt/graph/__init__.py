@@ -7,9 +7,14 @@ them, so importing this package is cheap.
 from __future__ import annotations
 
 from .build import GraphSource, build_graph
-from .embedding import adaptive_cut, cosine_similarity, nearest_candidates, similarity_neighbors
+from .embedding import (
+    adaptive_cut,
+    cosine_similarity,
+    nearest_candidates,
+    similarity_neighbors,
+)
 from .encoders import callable_encoder, minilm_encoder
-from .graph import DROP_REASONS, GRAPH_FORMAT, GRAPH_VERSION, CategoryGraph, read_label_file
+from .graph import DROP_REASONS, GRAPH_FORMAT, GRAPH_VERSION, CategoryGraph
 
 __all__ = [
     "DROP_REASONS",
@@ -23,6 +28,5 @@ __all__ = [
     "cosine_similarity",
     "minilm_encoder",
     "nearest_candidates",
-    "read_label_file",
     "similarity_neighbors",
 ]
