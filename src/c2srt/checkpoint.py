@@ -54,9 +54,9 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write weights + metadata atomically (a crash never leaves a half-written checkpoint)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    from .io import atomic_path
+    from .io import atomic_write_bytes
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,9 +71,8 @@ def save_checkpoint(
         "graph": json.dumps(graph.to_dict()) if graph is not None else "",
         "extra": json.dumps(extra or {}),
     }
-    with atomic_path(path) as tmp:
-        save_file(_dedupe_shared(tensors), str(tmp), metadata=metadata)
-    return path
+    # serialised here and written by Python: safetensors' own file writer does not report a full disk
+    return atomic_write_bytes(path, save(_dedupe_shared(tensors), metadata=metadata))
 
 
 def _dedupe_shared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

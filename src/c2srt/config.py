@@ -83,6 +83,7 @@ class DataCfg:
     auto_augment: str | None = "rand-m9-mstd0.5-inc1"  # "timm" pipeline: timm's augmentation policy (null: none)
     rand_augment: bool = True  # "light" pipeline: torchvision RandAugment on training images
     skip_bad: bool = False  # skip (and count) unreadable images / unknown labels instead of stopping
+    check_images: bool = True  # decode every image once before use; verdicts cached per file (path, size, mtime)
     options: dict[str, Any] = field(default_factory=dict)  # reader-specific keyword arguments
 
 

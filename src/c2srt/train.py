@@ -35,7 +35,7 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .config import Cfg, config_from_dict, config_to_dict, dump_config
-from .data.base import build_dataset
+from .data.base import SKIPPED_KEY, build_dataset, collate_samples
 from .data.transforms import eval_transform, train_transform
 from .evaluate import BlockwiseEvaluator, block_columns, format_table
 from .losses import distillation_loss, ranking_loss
@@ -99,10 +99,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoints written to a temporary file and renamed: a crash never corrupts one."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        from .io import atomic_path
+        from .io import atomic_open
 
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+        with atomic_open(path) as fh:
+            torch.save(checkpoint, fh)
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         # our own checkpoints hold only tensors and plain containers: the safe loader suffices
@@ -142,6 +142,7 @@ class C2SRTDataModule(L.LightningDataModule):
             drop_last=train and len(dataset) > batch_size,  # type: ignore[arg-type]
             pin_memory=torch.cuda.is_available(),
             persistent_workers=False,  # workers must be re-created each epoch to see it
+            collate_fn=collate_samples,  # counts images skipped while loading (data.skip_bad)
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -424,6 +425,104 @@ class _ExportBest(Callback):
             self._export(pl_module)  # type: ignore[arg-type]
 
 
+class SkippedImages(Callback):
+    """Counts the images skipped while loading (`data.skip_bad`), each once, over all ranks.
+
+    The datasets put the row index of each skipped image in the batch (`collate_samples`); the count
+    ends the run's log and its `metrics.json` (`summary`).
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[str, set[int]] = {"train": set(), "test": set()}
+
+    def _add(self, batch: Any, split: str) -> None:
+        if isinstance(batch, dict) and batch.get(SKIPPED_KEY):
+            self.rows[split].update(int(i) for i in batch[SKIPPED_KEY])
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._add(batch, "train")
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._add(batch, "test")
+
+    on_test_batch_end = on_validation_batch_end
+
+    def _gather(self, trainer: L.Trainer) -> None:
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            for split, rows in self.rows.items():
+                parts: list[Any] = [None] * trainer.world_size
+                torch.distributed.all_gather_object(parts, sorted(rows))
+                self.rows[split] = set().union(*map(set, parts))
+
+    def _report(self, trainer: L.Trainer) -> None:
+        self._gather(trainer)
+        if not trainer.is_global_zero or not any(self.rows.values()):
+            return
+        dm = trainer.datamodule
+        for split, rows in self.rows.items():
+            data = getattr(dm, f"{split}_set", None)
+            if rows and data is not None:
+                names = [str(data.image_path(i)) for i in sorted(rows)]
+                _logger.warning(
+                    "data.skip_bad: %d unreadable %s image(s) skipped while loading: %s%s",
+                    len(rows), split, ", ".join(names[:10]), ", ..." if len(names) > 10 else "",
+                )  # fmt: skip
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer)
+
+    def summary(self, dm: Any) -> dict[str, int]:
+        """Counts for the run's JSON report: rows dropped before training, images skipped while loading."""
+        before = sum(len(getattr(d, "skipped", ())) for d in (dm.train_set, dm.test_set) if d is not None)
+        return {"data/skipped_rows": before, "data/skipped_images": sum(len(r) for r in self.rows.values())}
+
+
+class _SaveOnInterrupt(Callback):
+    """On Ctrl-C, save a resumable checkpoint (Lightning calls this before it tears down)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.saved = False
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt) and trainer.state.fn == "fit":
+            trainer.save_checkpoint(self.path, weights_only=False)  # atomic (AtomicCheckpointIO); replaces the `last` link
+            self.saved = True
+
+
+@contextlib.contextmanager
+def checkpoint_on_interrupt(trainer: L.Trainer, path: Path) -> Iterator[None]:
+    """Ctrl-C during `trainer.fit` saves `path` (resume with `--resume`), then raises KeyboardInterrupt.
+
+    Lightning catches KeyboardInterrupt itself, ignores SIGINT from then on and calls `sys.exit(1)`;
+    this turns that back into a KeyboardInterrupt (the CLI's exit code 130) and restores the
+    SIGINT handler.
+    """
+    import signal
+    import threading
+
+    from lightning.pytorch.trainer.states import TrainerStatus
+
+    hook = _SaveOnInterrupt(path)
+    trainer.callbacks.append(hook)
+    main_thread = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main_thread else None
+    try:
+        yield
+    except SystemExit:
+        if trainer.state.status != TrainerStatus.INTERRUPTED:
+            raise
+        if main_thread and handler is not None:
+            signal.signal(signal.SIGINT, handler)
+        if not hook.saved:
+            raise KeyboardInterrupt() from None
+        config = path.parent.parent / "config.yaml"
+        raise KeyboardInterrupt(f"checkpoint saved to {path}; continue with: c2srt train --config {config} --resume") from None
+
+
 class _ContinuedCsvWriter(ExperimentWriter):
     """Lightning's CSV writer, continuing an existing `metrics.csv` where Lightning's deletes it.
 
@@ -601,8 +700,9 @@ def fit(cfg: Cfg, *, resume: bool = False, progress: bool = True, **trainer_kwar
     export = out / "model.safetensors"
     resume_step = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["global_step"] if resume else None
     # the Trainer first: it knows this process's rank, and only rank 0 writes files
+    skipped = SkippedImages()
     trainer = build_trainer(
-        cfg, out, callbacks=[_ExportBest(export, cfg)], resume_step=resume_step, enable_progress_bar=progress, **trainer_kwargs
+        cfg, out, callbacks=[_ExportBest(export, cfg), skipped], resume_step=resume_step, enable_progress_bar=progress, **trainer_kwargs
     )
     if trainer.is_global_zero:
         write_run_files(cfg, out)
@@ -618,12 +718,12 @@ def fit(cfg: Cfg, *, resume: bool = False, progress: bool = True, **trainer_kwar
         config_to_dict(cfg), names, seen.tolist(), graph.to_dict() if graph is not None else None, model=model
     )
     _logger.info("%s", _run_summary(trainer, dm, seen, out, last if resume else None))
-    with _known_warnings_silenced(resume=resume):
+    with _known_warnings_silenced(resume=resume), checkpoint_on_interrupt(trainer, last):
         trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
     if trainer.is_global_zero:
         from .io import write_json
 
-        write_json(out / "metrics.json", json_results(module.last_results))
+        write_json(out / "metrics.json", {**json_results(module.last_results), **skipped.summary(dm)})
         try:
             from .viz import plot_curves
 
@@ -653,6 +753,7 @@ def evaluate_checkpoint(
         seen_names = [n for n, s in zip(names, seen) if s]
         graph = category_graph(cfg, names, seen_names, model, base=base).to_dict()
     module = C2SRTModule(config_to_dict(cfg), names, seen.tolist(), graph, model=model)
+    skipped = SkippedImages()
     _quiet_lightning()
     trainer = L.Trainer(
         default_root_dir=str(out),
@@ -661,11 +762,12 @@ def evaluate_checkpoint(
         logger=False,
         enable_progress_bar=progress,
         enable_model_summary=False,
+        callbacks=[skipped],
     )
     with _known_warnings_silenced():
         trainer.test(module, datamodule=dm, verbose=False)
     results = module.last_results
     from .io import write_json
 
-    write_json(out / "eval.json", json_results(results))
+    write_json(out / "eval.json", {**json_results(results), **skipped.summary(dm)})
     return results

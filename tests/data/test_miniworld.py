@@ -190,6 +190,6 @@ def test_dataset_is_cached_in_memory():
 
 
 def test_dataset_is_registered():
-    base = pytest.importorskip("c2srt.data.base")
-    registry = getattr(base, "DATASETS")
-    assert "miniworld" in registry
+    from c2srt.data import DATASETS
+
+    assert DATASETS.get("miniworld") is MiniWorldDataset

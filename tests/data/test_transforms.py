@@ -152,13 +152,15 @@ def test_transform_settings_are_checked() -> None:
 def test_predict_crop_box_is_the_square_the_eval_transform_keeps() -> None:
     """The box drawn over a photo (explanations, the web page) is what `crop_pct` keeps: paint the
     left quarter of the box white and the model's input must be white on its left quarter only."""
-    from c2srt.predict import _center_crop_box
+    from types import SimpleNamespace
+
+    from c2srt.predict import Recognizer
 
     w, h, size, pct = 300, 200, 64, 0.875
-    left, top, right, bottom = _center_crop_box(w, h, pct)
-    assert right - left == bottom - top == h * pct
     img = Image.new("RGB", (w, h), (0, 0, 0))
+    model = SimpleNamespace(image_size=size, crop_pct=pct)
+    left, top, right, bottom = Recognizer._crop_box(SimpleNamespace(_resize=int(size / pct), model=model), img)
+    assert right - left == bottom - top == pytest.approx(h * size / int(size / pct))
     img.paste((255, 255, 255), (0, 0, round(left + (right - left) / 4), h))
     out = build_transform(size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), train=False, crop_pct=pct)(img)
     assert out[:, :, : size // 4 - 1].min() > 0.9 and out[:, :, size // 4 + 1 :].max() < 0.1
-    assert _center_crop_box(w, h) == ((w - h) / 2, 0, (w + h) / 2, h)

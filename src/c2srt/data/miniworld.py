@@ -34,6 +34,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from ..constants import NEGATIVE, POSITIVE
+from .base import register_dataset
 
 _logger = logging.getLogger(__name__)
 
@@ -970,16 +971,4 @@ class MiniWorldDataset(torch.utils.data.Dataset):
         return f"MiniWorldDataset(split={self.split!r}, n={len(self)}, seed={self.seed}, labels={len(self.label_names)})"
 
 
-def _register() -> None:
-    """Add the dataset to the c2srt dataset registry (c2srt.data.base) under "miniworld"."""
-    try:
-        from .base import register_dataset
-    except ModuleNotFoundError as e:  # a checkout without the registry module: nothing to register into
-        if e.name != f"{__package__}.base":
-            raise
-        _logger.debug("c2srt.data.base not found; miniworld is not registered")
-        return
-    register_dataset("miniworld")(MiniWorldDataset)
-
-
-_register()
+register_dataset("miniworld")(MiniWorldDataset)

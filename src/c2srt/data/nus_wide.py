@@ -38,7 +38,8 @@ from typing import Sequence
 import numpy as np
 
 from ..constants import IGNORE_LABEL, NEGATIVE, POSITIVE
-from .base import DataProblem, MultiLabelDataset, Transform, finalize_dataset, read_lines, read_name_list, register_dataset
+from ..vocabulary import read_label_file
+from .base import DataProblem, MultiLabelDataset, Transform, finalize_dataset, read_lines, register_dataset
 
 _logger = logging.getLogger(__name__)
 
@@ -353,6 +354,7 @@ def build_nus_wide(
     unseen_key: str = "{name}-labels_81",
     seen_file: str | None = None,
     zero_label: str = "unknown",
+    check_images: bool = False,
 ) -> MultiLabelDataset:
     """NUS-WIDE (925 seen tags / 81 unseen concepts) from the official files or MKT's preparation.
 
@@ -364,6 +366,7 @@ def build_nus_wide(
         layout: "official", "mkt" or "auto" (official when an image list is found, else mkt).
         images_dir: folder of the images (`<images_dir>/<folder>/<file>.jpg`), relative to root.
         check_files: check that each image file exists.
+        check_images: decode every image once before use (cached; config: `data.check_images`).
         image_list, train_list, test_list, concepts_file, tags_file, all_tags_file,
         train_test_labels_dir, all_labels_dir: official files, relative to root (default: the
             distribution's names, searched in the usual places).
@@ -396,13 +399,13 @@ def build_nus_wide(
                 f"nus_wide: {base} holds neither the official image lists (ImageList/Imagelist.txt) nor MKT's {MKT_NAMES[split]}"
             )
         layout = "official" if official else "mkt"
-    concepts = read_name_list(_find(base, concepts_file, "concepts_file"), "concept list")
+    concepts = read_label_file(_find(base, concepts_file, "concepts_file"), "concept list")
     seen_path = _find_optional(base, seen_file, "seen_file") if layout == "mkt" else None
     if seen_path is not None:  # MKT's folder names its seen labels itself, in its h5 column order
         tags: list[str] = []
-        seen, unseen = read_name_list(seen_path, "seen label list"), list(concepts)
+        seen, unseen = read_label_file(seen_path, "seen label list"), list(concepts)
     else:
-        tags = read_name_list(_find(base, tags_file, "tags_file"), "tag list")
+        tags = read_label_file(_find(base, tags_file, "tags_file"), "tag list")
         seen, unseen = vocabulary(tags, concepts)
     img_root = Path(images_dir) if Path(images_dir).is_absolute() else base / images_dir
     if layout == "official":
@@ -432,4 +435,5 @@ def build_nus_wide(
         transform=transform,
         skip_bad=skip_bad,
         check_files=check_files,
+        check_images=check_images,
     )

@@ -7,9 +7,14 @@ them, so importing this package is cheap.
 from __future__ import annotations
 
 from .build import GraphSource, build_graph, extend_graph
-from .embedding import adaptive_cut, cosine_similarity, nearest_candidates, similarity_neighbors
+from .embedding import (
+    adaptive_cut,
+    cosine_similarity,
+    nearest_candidates,
+    similarity_neighbors,
+)
 from .encoders import callable_encoder, minilm_encoder
-from .graph import DROP_REASONS, GRAPH_FORMAT, GRAPH_VERSION, CategoryGraph, read_label_file
+from .graph import DROP_REASONS, GRAPH_FORMAT, GRAPH_VERSION, CategoryGraph
 from .prepare import prepare_graph, text_tower_encoder
 
 __all__ = [
@@ -26,7 +31,6 @@ __all__ = [
     "minilm_encoder",
     "nearest_candidates",
     "prepare_graph",
-    "read_label_file",
     "similarity_neighbors",
     "text_tower_encoder",
 ]

@@ -42,35 +42,6 @@ def sum_reports(*reports: Mapping[str, Any]) -> dict[str, Any]:
     return report
 
 
-def read_label_file(path: str | os.PathLike[str]) -> list[str]:
-    """Read a vocabulary: one label per line; blank lines and lines starting with `#` are skipped.
-
-    Args:
-        path: a UTF-8 text file (a byte-order mark is tolerated).
-
-    Returns:
-        The labels in file order, stripped of surrounding white space.
-
-    Raises:
-        ValueError: on a duplicate label (naming `file:line` of both occurrences) or an empty file.
-    """
-    path = Path(path)
-    labels: list[str] = []
-    first_line: dict[str, int] = {}
-    with path.open(encoding="utf-8-sig") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            name = raw.strip()
-            if not name or name.startswith("#"):
-                continue
-            if name in first_line:
-                raise ValueError(f"{path}:{lineno}: duplicate label {name!r} (first on line {first_line[name]})")
-            first_line[name] = lineno
-            labels.append(name)
-    if not labels:
-        raise ValueError(f"{path}: no labels (one label per line expected)")
-    return labels
-
-
 class CategoryGraph:
     """A category graph over a vocabulary: per-category neighbour lists with strengths in (0, 1].
 
