@@ -223,6 +223,7 @@ class ClipBackbone(nn.Module):
             self.teacher.requires_grad_(False)
             self.teacher.eval()
         self.trainable_blocks = trainable_blocks
+        self.frozen = False
         self.set_trainable(trainable_blocks)
 
     @property
@@ -243,6 +244,12 @@ class ClipBackbone(nn.Module):
         self.visual.ln_post.requires_grad_(True)
         self.visual.proj.requires_grad_(True)
 
+    def freeze(self) -> None:
+        """Freeze the whole tower, ln_post and proj included, and keep it in eval mode (MKT stage 2)."""
+        self.visual.requires_grad_(False)
+        self.frozen = True
+        self.visual.eval()
+
     def layer_id(self, param_name: str) -> int:
         """Depth of a vision parameter for layer-wise lr decay: blocks 1..L, ln_post/proj L+1, stem 0."""
         m = re.search(r"resblocks\.(\d+)\.", param_name)
@@ -256,6 +263,8 @@ class ClipBackbone(nn.Module):
         super().train(mode)
         if self.teacher is not None:
             self.teacher.eval()  # the teacher never trains (no dropout, frozen statistics)
+        if self.frozen:
+            self.visual.eval()
         return self
 
     @staticmethod

@@ -117,6 +117,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .checkpoint import convert_mkt
+    from .config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    path = convert_mkt(args.out, cfg, image=args.mkt_image, text=args.mkt_text)
+    print(f"c2srt checkpoint written to {path}")
+    return 0
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     from .graph import CategoryGraph, build_graph
     from .vocabulary import read_label_file
@@ -274,7 +284,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"c2srt {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE_HELP)
-    sub = parser.add_subparsers(dest="verb", metavar="{demo,train,eval,predict,serve,graph,data}")
+    sub = parser.add_subparsers(dest="verb", metavar="{demo,train,eval,predict,serve,graph,data,convert}")
 
     p = sub.add_parser("demo", help="the mini-world benchmark: the whole method end to end, offline")
     p.add_argument("--output-dir", default="runs/demo", help="where tables, JSON and pictures go")
@@ -360,6 +370,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_args(c)
     c.add_argument("--split", choices=("train", "test", "all"), default="all", help="which split(s) to check")
     c.set_defaults(func=cmd_data_check)
+
+    p = sub.add_parser("convert", help="write MKT's released .pth weights as a c2srt checkpoint")
+    p.add_argument("--config", required=True, type=Path, help="an MKT config, e.g. configs/nus_wide/mkt_stage2.yaml")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    p.add_argument("--mkt-image", required=True, type=Path, help="MKT's stage-1 checkpoint (its CLIPVIT state dict)")
+    p.add_argument("--mkt-text", type=Path, help="MKT's stage-2 checkpoint (its PromptLearner state dict)")
+    p.add_argument("--out", required=True, type=Path, help="the .safetensors to write")
+    p.set_defaults(func=cmd_convert)
     _verbose_after_the_verb(sub, gsub, dsub)
     return parser
 

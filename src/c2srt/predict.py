@@ -129,15 +129,20 @@ class Recognizer:
         graph: "CategoryGraph | None" = None,
         device: str | torch.device = "cpu",
     ) -> None:
-        from .data.transforms import build_transform
+        from .data.transforms import eval_resize, eval_transform
 
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self._graph = graph
-        self.transform = build_transform(model.image_size, model.mean, model.std, train=False, rand_augment=False)
+        self.transform = eval_transform(model)  # the model's own size, crop and pixel statistics
+        self._resize = eval_resize(model.image_size, model.crop_pct)  # short side before the centre crop
         self._vocab: "LabelSet | None" = None
         self._vocab_graph: "tuple[tuple[str, ...], CategoryGraph] | None" = None
         self._neighbors: tuple[tuple[str, ...], Neighbors] | None = None
+
+    def _crop_box(self, img: "Image.Image") -> tuple[float, float, float, float]:
+        """The part of `img` the model sees (what `self.transform` keeps), in `img`'s pixels."""
+        return center_crop_box(*img.size, resize=self._resize, crop=self.model.image_size)
 
     @property
     def graph(self) -> "CategoryGraph | None":
@@ -192,36 +197,23 @@ class Recognizer:
     def graph_for(self, labels: Sequence[str]) -> "CategoryGraph":
         """The category graph for `labels`: the base graph, extended on the fly to labels it lacks.
 
-        Missing labels get edges from the embedding source (nearest labels by the model's own text
-        embeddings, adaptive cut); the base graph's edges are kept as they are. Built once per
-        vocabulary.
+        `c2srt.graph.prepare_graph`'s rules: a missing label gets edges from the vocabulary's labels
+        the base graph has (embedding source, the model's own text embeddings, adaptive cut); the
+        base graph's edges are kept as they are. Built once per vocabulary.
         """
-        from .graph import build_graph
+        from .config import GraphCfg
+        from .graph import prepare_graph, text_tower_encoder
 
         labels = list(labels)
         key = tuple(labels)
         if self._vocab_graph is not None and self._vocab_graph[0] == key:
             return self._vocab_graph[1]
-        base = self.graph
-        known = set(base.labels) if base is not None else set()
-        if base is not None and all(n in known for n in labels):
-            graph = base
-        else:
-            missing = [n for n in labels if n not in known]
-            _logger.info(
-                "category graph: %d label(s) %s, linked on the fly (embedding source): %s",
-                len(missing),
-                "not in the model's graph" if base is not None else "and no graph given",
-                ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else ""),
-            )
-
-            def encode(names: list[str]) -> np.ndarray:
-                with torch.no_grad():  # cached by the label encoder: the vocabulary is embedded once
-                    return self.model.label_encoder.encode_labels(names).float().cpu().numpy()
-
-            seen = [n for n in labels if n in known] or None
-            built = build_graph(labels, seen=seen, source="embedding", encoder=encode)
-            graph = base.extend(built) if base is not None else built
+        graph = prepare_graph(
+            labels,
+            cfg=GraphCfg(source="embedding", encoder="clip"),
+            base=self.graph,
+            clip_encoder=text_tower_encoder(self.model.label_encoder),
+        )
         self._vocab_graph = (key, graph)
         return graph
 
@@ -415,7 +407,7 @@ class Recognizer:
             ranked = [(names[k], scores[k]) for k in torch.argsort(logits[b], descending=True, stable=True).tolist()]
             kept = keep_labels(ranked, top, threshold)
             ks = [index[n] for n, _ in kept]
-            pred = Prediction(name, kept, crop_box=center_crop_box(*img.size))
+            pred = Prediction(name, kept, crop_box=self._crop_box(img))
             if counts is not None:
                 pred.counts = {names[k]: int(counts[b, k]) for k in ks}
             if return_weights and weights is not None:
@@ -462,7 +454,7 @@ class Recognizer:
             cnt,
             explain_dir / fname,
             title=Path(name).name,
-            crop_box=center_crop_box(*img.size),
+            crop_box=self._crop_box(img),
         )
 
 

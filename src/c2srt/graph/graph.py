@@ -32,6 +32,16 @@ def _empty_report() -> dict[str, Any]:
     return {"dropped": {r: 0 for r in DROP_REASONS}, "repaired": {"case": 0, "fuzzy": 0}, "examples": {}}
 
 
+def sum_reports(*reports: Mapping[str, Any]) -> dict[str, Any]:
+    """Add up the dropped / repaired counts of several graph reports."""
+    report = _empty_report()
+    for rep in reports:
+        for group in ("dropped", "repaired"):
+            for key, value in rep.get(group, {}).items():
+                report[group][key] = report[group].get(key, 0) + int(value)
+    return report
+
+
 class CategoryGraph:
     """A category graph over a vocabulary: per-category neighbour lists with strengths in (0, 1].
 
@@ -192,6 +202,17 @@ class CategoryGraph:
         prov = dict(self.provenance, subgraph_of=len(self.labels))
         return CategoryGraph(names, nbrs, seen=seen, provenance=prov, report=self.report)
 
+    def reordered(self, labels: Sequence[str]) -> "CategoryGraph":
+        """The same graph (edges, seen set, provenance, report) with its labels in the order given.
+
+        Raises:
+            ValueError: if `labels` is not a permutation of the graph's labels.
+        """
+        labels = list(labels)
+        if sorted(labels) != sorted(self.labels):
+            raise ValueError("reordered: the labels must be the graph's own labels, each once")
+        return CategoryGraph(labels, self._neighbors, seen=self.seen, provenance=self.provenance, report=self.report)
+
     def merge(self, other: "CategoryGraph") -> "CategoryGraph":
         """Union of both graphs; for a (neighbour, category) pair present in both, `self` wins.
 
@@ -221,11 +242,7 @@ class CategoryGraph:
             seen = list(dict.fromkeys((self.seen or []) + (other.seen or [])))
         prov = dict(self.provenance)
         prov["merged"] = list(prov.get("merged", [])) + [dict(other.provenance, mode="extend" if only_new else "merge")]
-        report = _empty_report()
-        for rep in (self.report, other.report):
-            for group in ("dropped", "repaired"):
-                for key, value in rep.get(group, {}).items():
-                    report[group][key] = report[group].get(key, 0) + int(value)
+        report = sum_reports(self.report, other.report)
         return CategoryGraph(labels, {c: list(v.items()) for c, v in nbrs.items()}, seen=seen, provenance=prov, report=report)
 
     # -------------------------------------------------------------- serialisation
