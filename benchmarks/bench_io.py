@@ -1,7 +1,7 @@
 """What every torch benchmark here shares: a CUDA-synchronised clock, a printed table, CSV + JSON files.
 
-The environment (git SHA, versions) and the atomic writer come from `eval_scale`, which imports no
-torch (it measures memory); this module adds the torch-side pieces.
+The environment (git SHA, versions) comes from `eval_scale`, which imports no torch (it measures
+memory), the atomic writer from `c2srt.io`; this module adds the torch-side pieces.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from eval_scale import atomic_write_text
+
+from c2srt.io import atomic_write_text
 
 
 def timed(fn: Callable[[], object], device: torch.device) -> float:

@@ -30,7 +30,6 @@ import platform
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -39,6 +38,7 @@ import numpy as np
 
 from c2srt.constants import NEGATIVE, OPEN_IMAGES_TOPK, POSITIVE
 from c2srt.evaluate import OPEN_IMAGES_NUM_SEEN, OPEN_IMAGES_NUM_UNSEEN, StreamingEvaluator, format_table
+from c2srt.io import atomic_write_text
 
 OPEN_IMAGES_TEST_ROWS = 125_436
 DEFAULT_CHUNK = 1024  # rows per update (one model batch or a few)
@@ -104,18 +104,6 @@ def peak_rss_mb() -> float:
 
 def dir_size_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.iterdir()) / (1 << 20)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:

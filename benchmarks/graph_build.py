@@ -21,9 +21,10 @@ from pathlib import Path
 
 import torch
 
-from c2srt.graph import build_graph, read_label_file
+from c2srt.graph import build_graph
 from c2srt.graph.encoders import minilm_encoder
 from c2srt.graph.llm import LocalLMScorer
+from c2srt.vocabulary import read_label_file
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from c2srt.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
-from c2srt.config import Cfg, HeadCfg, IstCfg, ModelCfg
+from c2srt.config import Cfg, HeadCfg, IstCfg, ModelCfg, config_to_dict
 from c2srt.graph import build_graph
 from c2srt.model import create_model
 
@@ -67,3 +69,105 @@ def test_a_frozen_package_text_tower_is_not_stored(tmp_path) -> None:
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(again(x, NAMES).logits, model(x, NAMES).logits, rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------------ MKT's released weights
+MKT_CFG = ModelCfg(backbone="test-tiny", pretrained=None, distill=False, head=HeadCfg(name="mkt", topk=4, similarity="raw"))
+
+
+def _mkt_clipvit_state(visual: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """An image tower's weights in the layout of MKT's CLIPVIT state dict (models/clip_vit.py):
+    the CLIP tower's own names, `proj` as `projection_dist`, plus the unused MLP `projection`."""
+    sd = {k: v.clone() for k, v in visual.state_dict().items()}
+    out = {("projection_dist" if k == "proj" else k): v for k, v in sd.items()}
+    width, dim = sd["proj"].shape
+    out["projection.fc1.weight"] = torch.randn(dim, width)
+    out["projection.fc1.bias"] = torch.randn(dim)
+    out["projection.fc2.weight"] = torch.randn(dim, dim)
+    out["projection.fc2.bias"] = torch.randn(dim)
+    return out
+
+
+def test_mkt_stage1_weights_load_and_score_as_mkt(tmp_path) -> None:
+    from c2srt.backbone import create_clip
+
+    torch.manual_seed(1)
+    source = create_clip("test-tiny").model.visual.eval()  # "MKT's trained tower"
+    state = _mkt_clipvit_state(source)
+    assert {"conv1.weight", "class_embedding", "positional_embedding", "ln_pre.weight", "ln_post.bias", "projection_dist"} <= set(state)
+    assert any(k.startswith("transformer.resblocks.1.") for k in state)
+    path = tmp_path / "first_stage.pth"
+    torch.save({f"module.{k}": v for k, v in state.items()}, path)  # as saved from a DDP wrapper
+    torch.manual_seed(0)
+    model = create_model(dataclasses.replace(MKT_CFG, init_from=str(path))).eval()
+    for k, v in source.state_dict().items():
+        assert torch.equal(model.backbone.visual.state_dict()[k], v), k
+    # MKT's forward, written out: ln_post on every token, x[:, 0] @ proj and x[:, 1:] @ proj
+    images = torch.randn(2, 3, 32, 32)
+    names = ["dog", "cat", "sky", "horse", "bus"]
+    with torch.no_grad():
+        source.output_tokens = True
+        pooled, tokens = source(images)  # open_clip: pooled = ln_post(x[:, 0]) @ proj; tokens = ln_post(x[:, 1:])
+        dist, pred = pooled, tokens @ state["projection_dist"]
+        text = model.label_encoder.encode_labels(names)
+        s1 = torch.topk(pred @ text.T, k=4, dim=1)[0].mean(dim=1)
+        s2 = dist @ text.T
+        ref = (s1 / s1.norm(dim=-1, keepdim=True) + s2 / s2.norm(dim=-1, keepdim=True)) / 2
+        torch.testing.assert_close(model(images, names).logits, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_mkt_stage2_prompt_and_the_convert_verb(tmp_path) -> None:
+    """MKT's stage 2 trains the token-table rows of its template's tokens: those rows become our
+    template context; `c2srt convert` writes both stages as one checkpoint that loads."""
+    import copy
+
+    from c2srt.backbone import create_clip
+    from c2srt.cli import main
+
+    torch.manual_seed(1)
+    image_path = tmp_path / "first_stage.pth"
+    clip_model = create_clip("test-tiny").model
+    torch.save(_mkt_clipvit_state(clip_model.visual), image_path)
+    clip_path = tmp_path / "clip.pt"  # "OpenAI's CLIP": MKT's stage 2 keeps its text tower frozen
+    torch.save(clip_model.state_dict(), clip_path)
+    cfg2 = dataclasses.replace(MKT_CFG, pretrained=str(clip_path), prompt_tuning=True, train_image=False)
+    model = create_model(cfg2).eval()
+    clip = model.label_encoder.clip
+    tuned_table = clip.token_embedding.weight.detach() + 0.3 * torch.randn_like(clip.token_embedding.weight)
+    text_state = {k: v.clone() for k, v in clip.state_dict().items() if not k.startswith("visual")}
+    text_state["token_embedding.weight"] = tuned_table
+    text_path = tmp_path / "second_stage.pth"
+    torch.save({f"module.{k}": v for k, v in text_state.items()}, text_path)
+
+    import yaml
+
+    cfg_file = tmp_path / "mkt.yaml"
+    cfg_file.write_text(yaml.safe_dump({"model": config_to_dict(Cfg(model=cfg2))["model"]}))
+    out = tmp_path / "mkt.safetensors"
+    assert main(["convert", "--config", str(cfg_file), "--mkt-image", str(image_path), "--mkt-text", str(text_path), "--out", str(out)]) == 0
+    loaded, info = load_checkpoint(out)
+    assert info.cfg.model.init_from is None and info.extra["converted_from"]["text"] == str(text_path)
+    ref_clip = copy.deepcopy(clip)  # MKT's text side: the template rows tuned, the label's own tokens not
+    span = loaded.label_encoder._spans[0]
+    ids = torch.cat([span.prefix_ids, span.suffix_ids])
+    with torch.no_grad():
+        ref_clip.token_embedding.weight[ids] = tuned_table[ids]
+        names = ["dog", "red bus"]
+        ref = ref_clip.encode_text(loaded.label_encoder.tokenizer([f"There is a {n} in the scene" for n in names]), normalize=True)
+        torch.testing.assert_close(loaded.label_encoder.encode_labels(names), ref)
+    first = torch.load(image_path, weights_only=True)
+    assert torch.equal(loaded.backbone.visual.proj, first["projection_dist"])
+
+
+def test_foreign_weights_are_refused_with_their_keys(tmp_path) -> None:
+    path = tmp_path / "other.pth"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, path)
+    with pytest.raises(ValueError, match="neither MKT's CLIPVIT nor its PromptLearner"):
+        create_model(dataclasses.replace(MKT_CFG, init_from=str(path)))
+    bad = _mkt_clipvit_state(create_model(MKT_CFG).backbone.visual)
+    bad["head.weight"] = torch.zeros(1)
+    torch.save(bad, path)
+    with pytest.raises(ValueError, match="head.weight"):
+        create_model(dataclasses.replace(MKT_CFG, init_from=str(path)))
+    with pytest.raises(FileNotFoundError, match="init_from"):
+        create_model(dataclasses.replace(MKT_CFG, init_from=str(tmp_path / "none.pth")))

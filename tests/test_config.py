@@ -67,3 +67,48 @@ def test_dump_round_trip(tmp_path):
 def test_every_shipped_config_loads(path):
     cfg = load_config(path)
     assert isinstance(cfg, Cfg)
+
+
+# MKT's published recipe (train_nus_first_stage.py / train_nus_second_stage.py / utils/transforms.py
+# of sunanhe/MKT); docs/REPRODUCE.md lists each value with its source.
+STAGE1 = {
+    "model.trainable_blocks": 2, "model.normalization": "imagenet", "model.crop_pct": 0.875,
+    "model.templates": ["There is a {} in the scene"], "model.distill": True, "model.distill_weight": 1.0,
+    "model.head.topk": 16, "data.batch_size": 64, "data.train_transform": "timm", "data.crop_scale": [0.08, 1.0],
+    "data.auto_augment": "rand-m9-mstd0.5-inc1", "train.epochs": 20, "train.lr": 1e-3, "train.min_lr": 1e-6,
+    "train.weight_decay": 0.05, "train.warmup_epochs": 2.0, "train.layer_decay": 0.65, "train.loss": "ranking",
+    "train.margin": 1.0, "train.accumulate": 1,
+}
+STAGE2 = {
+    "model.train_image": False, "model.prompt_tuning": True, "model.prompt_init": "template", "model.distill": False,
+    "model.normalization": "imagenet", "model.crop_pct": 0.875, "data.batch_size": 64, "data.train_transform": "timm",
+    "train.epochs": 4, "train.lr": 1e-3, "train.min_lr": 1e-8, "train.weight_decay": 0.05, "train.warmup_epochs": 0.0,
+    "train.precision": "16-mixed", "train.accumulate": 8, "train.devices": "1",
+}  # fmt: skip
+
+
+def _get(cfg, dotted):
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+@pytest.mark.parametrize(
+    ("name", "want"),
+    [
+        ("nus_wide/mkt_vitb16", {**STAGE1, "model.head.name": "mkt", "model.head.similarity": "raw", "eval.protocol": "nus_wide"}),
+        ("nus_wide/mkt_stage2", {**STAGE2, "model.head.name": "mkt", "model.head.similarity": "raw"}),
+        ("nus_wide/c2srt_vitb16", {**STAGE1, "model.head.name": "isr", "model.head.similarity": "cosine", "model.ist.mode": "image"}),
+        ("nus_wide/c2srt_stage2", {**STAGE2, "model.head.name": "isr", "model.ist.mode": "image"}),
+        ("open_images/mkt_vitb16", {**STAGE1, "model.head.similarity": "raw", "eval.row_pooled": True, "eval.topk": [10, 20]}),
+        ("open_images/mkt_stage2", {**STAGE2, "model.head.similarity": "raw", "eval.row_pooled": True}),
+        ("open_images/c2srt_vitb16", {**STAGE1, "model.head.name": "isr", "eval.row_pooled": True}),
+        ("open_images/c2srt_stage2", {**STAGE2, "model.head.name": "isr", "eval.row_pooled": True}),
+    ],
+)
+def test_benchmark_configs_hold_the_published_recipe(name, want):
+    cfg = load_config(REPO / "configs" / f"{name}.yaml")
+    for key, value in want.items():
+        assert _get(cfg, key) == value, key
+    batch = cfg.data.batch_size * cfg.train.accumulate * int(cfg.train.devices)
+    assert batch == (512 if "stage2" in name else 64)  # MKT: 64 on one GPU; stage 2 64 x 8 GPUs

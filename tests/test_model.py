@@ -138,3 +138,45 @@ def test_zero_shot_is_clip_cosine() -> None:
 def test_unknown_head_lists_the_valid_names() -> None:
     with pytest.raises(ValueError, match="isr.*mkt|mkt.*isr"):
         create_model(ModelCfg(backbone="test-tiny", pretrained=None, head=HeadCfg(name="nope")))
+
+
+@pytest.mark.parametrize(("head", "similarity"), [("mkt", "raw"), ("mkt", "cosine"), ("isr", "cosine")])
+def test_each_block_scores_as_a_pass_over_its_labels_alone(head: str, similarity: str) -> None:
+    torch.manual_seed(0)
+    cfg = ModelCfg(backbone="test-tiny", pretrained=None, distill=False, head=HeadCfg(name=head, topk=4, similarity=similarity))
+    model = create_model(cfg).eval()
+    images = torch.randn(3, 3, 32, 32)
+    names = SEEN + UNSEEN
+    blocks = {"zsl": torch.arange(len(SEEN), len(names)), "gzsl": torch.arange(len(names)), "seen": torch.arange(len(SEEN))}
+    with torch.no_grad():
+        out = model.score_blocks(images, model.label_set(names), blocks)
+        torch.testing.assert_close(out["zsl"], model(images, UNSEEN).logits)
+        torch.testing.assert_close(out["seen"], model(images, SEEN).logits)
+        torch.testing.assert_close(out["gzsl"], model(images, names).logits)
+        assert not torch.allclose(out["zsl"], out["gzsl"][:, len(SEEN) :])  # the fusion spans the block only
+
+
+@pytest.mark.parametrize("ist", ["label", "image"])
+def test_ist_blocks_keep_the_messages_from_seen_labels(ist: str) -> None:
+    model = _model("isr", ist, distill=False).eval()
+    torch.nn.init.normal_(model.ist.out_proj.weight, std=0.5)  # a trained IST: the graph changes scores
+    graph = _graph(model)
+    names = SEEN + UNSEEN
+    images = torch.randn(2, 3, 32, 32)
+    unseen_idx = torch.arange(len(SEEN), len(names))
+    with torch.no_grad():
+        out = model.score_blocks(images, model.label_set(names, graph), {"zsl": unseen_idx})
+        full = model(images, model.label_set(names, graph)).logits
+        alone = model(images, model.label_set(UNSEEN, graph)).logits  # no seen node to hear from
+    torch.testing.assert_close(out["zsl"], full[:, unseen_idx])
+    assert any(n in SEEN for u in UNSEEN for n, _ in graph.neighbors(u))
+    assert not torch.allclose(out["zsl"], alone)
+
+
+def test_frozen_image_tower_and_stage_two_switches() -> None:
+    model = _model("mkt", "off", distill=False, train_image=False, prompt_tuning=True)
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(".ctx_" in n for n in trainable)
+    model.train()
+    assert not model.backbone.visual.training  # a frozen tower stays in eval mode

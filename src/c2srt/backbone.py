@@ -28,6 +28,11 @@ _logger = logging.getLogger(__name__)
 FROZEN_HF_PREFIX = "text.transformer."  # a pretrained HF text tower that presets keep frozen
 MINILM_PLACEHOLDER = "@minilm"  # preset value replaced by the installed all-MiniLM-L6-v2 folder
 _STATS = {"openai": (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD), "imagenet": (IMAGENET_MEAN, IMAGENET_STD)}
+_REASON_CHARS = 300  # of a download error kept in our message
+
+
+class WeightsUnavailableError(ConnectionError):
+    """Pretrained weights named by a hub tag could not be downloaded (offline, or the hub failed)."""
 
 
 @dataclass
@@ -89,7 +94,9 @@ def create_clip(name: str, pretrained: str | None = None, *, device: str | torch
         device: where to put the model.
 
     Raises:
-        ValueError: unknown name. FileNotFoundError: a pretrained path that does not exist.
+        ValueError: unknown name, or a `pretrained` that is neither a tag of this model nor a file.
+        FileNotFoundError: a pretrained path that does not exist.
+        WeightsUnavailableError: the weights of a tag could not be downloaded (e.g. offline).
     """
     import open_clip
 
@@ -123,6 +130,8 @@ def create_clip(name: str, pretrained: str | None = None, *, device: str | torch
                 f"unknown backbone {name!r}; c2srt presets: {', '.join(list_presets())}; "
                 f"or any open_clip model, e.g. {', '.join(open_clip.list_models()[:8])}, ..."
             )
+        if pretrained is not None and not Path(pretrained).is_file():
+            _fetch_weights(name, pretrained)
         model = open_clip.create_model(name, pretrained=pretrained, weights_only=True)
         tokenizer = open_clip.get_tokenizer(name)
         pp = getattr(model.visual, "preprocess_cfg", {}) or {}
@@ -132,6 +141,34 @@ def create_clip(name: str, pretrained: str | None = None, *, device: str | torch
         std = tuple(pp.get("std", OPENAI_CLIP_STD))  # type: ignore[assignment]
     model = model.to(device).eval()
     return ClipBundle(model, tokenizer, image_size, mean, std, name, pretrained)
+
+
+def _fetch_weights(name: str, tag: str) -> None:
+    """Download (or find in open_clip's cache) the weights of an open_clip tag, with errors a user can act on."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(name, tag)
+    if not cfg:
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        raise ValueError(
+            f"pretrained weights {tag!r}: neither a weights tag of {name} nor a file; "
+            f"tags of {name}: {', '.join(tags) or '(none)'}, or give a weights file"
+        )
+    hub_log = logging.getLogger("huggingface_hub")
+    quiet = not logging.getLogger().isEnabledFor(logging.DEBUG)
+    level = hub_log.level
+    if quiet:  # one line for the user, not one per retry of the hub client (shown with -v)
+        hub_log.setLevel(logging.ERROR)
+    try:
+        open_clip.download_pretrained(cfg)
+    except (OSError, RuntimeError, ValueError) as e:  # hub and URL errors, which open_clip re-raises as these
+        reason = " ".join(str(e).split())
+        if len(reason) > _REASON_CHARS:  # keep whole sentences
+            cut = reason.rfind(". ", 0, _REASON_CHARS)
+            reason = reason[: cut + 1] if cut > 0 else reason[:_REASON_CHARS] + "..."
+        raise WeightsUnavailableError(f"could not fetch weights {tag!r} for {name} (offline?): {reason}") from e
+    finally:
+        hub_log.setLevel(level)
 
 
 def _load_preset_weights(model: nn.Module, path: str, *, optional_prefixes: tuple[str, ...] = ()) -> None:
@@ -186,6 +223,7 @@ class ClipBackbone(nn.Module):
             self.teacher.requires_grad_(False)
             self.teacher.eval()
         self.trainable_blocks = trainable_blocks
+        self.frozen = False
         self.set_trainable(trainable_blocks)
 
     @property
@@ -206,6 +244,12 @@ class ClipBackbone(nn.Module):
         self.visual.ln_post.requires_grad_(True)
         self.visual.proj.requires_grad_(True)
 
+    def freeze(self) -> None:
+        """Freeze the whole tower, ln_post and proj included, and keep it in eval mode (MKT stage 2)."""
+        self.visual.requires_grad_(False)
+        self.frozen = True
+        self.visual.eval()
+
     def layer_id(self, param_name: str) -> int:
         """Depth of a vision parameter for layer-wise lr decay: blocks 1..L, ln_post/proj L+1, stem 0."""
         m = re.search(r"resblocks\.(\d+)\.", param_name)
@@ -219,6 +263,8 @@ class ClipBackbone(nn.Module):
         super().train(mode)
         if self.teacher is not None:
             self.teacher.eval()  # the teacher never trains (no dropout, frozen statistics)
+        if self.frozen:
+            self.visual.eval()
         return self
 
     @staticmethod

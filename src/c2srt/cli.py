@@ -1,13 +1,15 @@
 """The `c2srt` command: a thin layer that parses a few flags and calls the library.
 
 Experiments live in YAML configs (`--config`, plus `a.b=value` overrides); flags are for the
-invocation only. Library errors (bad config, bad data, missing files) become one clear line on
-stderr and exit code 2, never a traceback.
+invocation only. Every failure a user can cause (bad input, a missing package, no network, no
+permission, a full disk, no memory, Ctrl-C) ends in one line on stderr naming what and where, and
+an exit code from `EXIT_CODES`, never a traceback (`-v` shows it).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import re
 import sys
@@ -18,7 +20,31 @@ from .logs import process_rank, setup_console_logging
 
 _logger = logging.getLogger("c2srt")
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.-]*=")  # a config override: key.path=value
-_VERBOSE_HELP = "show the detail: debug messages, the libraries' INFO lines, every DDP rank"
+_VERBOSE_HELP = "show the detail: debug messages, the libraries' INFO lines, every DDP rank, tracebacks"
+
+# Exit codes, documented in `c2srt --help` and the README.
+EXIT_OK = 0
+EXIT_BUG = 1  # an uncaught exception: a bug in c2srt (Python prints the traceback)
+EXIT_BAD_INPUT = 2
+EXIT_MISSING_PACKAGE = 3
+EXIT_NETWORK = 4
+EXIT_PERMISSION = 5
+EXIT_DISK = 6
+EXIT_MEMORY = 7
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a reader that went away
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, "done"),
+    (EXIT_BUG, "a bug in c2srt (a traceback is printed: please report it)"),
+    (EXIT_BAD_INPUT, "bad input: arguments, config, data (also found by `c2srt data check`), vocabulary, missing file"),
+    (EXIT_MISSING_PACKAGE, "an optional package is missing (the message names the pip extra)"),
+    (EXIT_NETWORK, "network: weights could not be downloaded, or the language-model endpoint failed"),
+    (EXIT_PERMISSION, "permission denied on a file or folder (named)"),
+    (EXIT_DISK, "disk full, or another operating-system I/O error (file named); nothing half-written is left"),
+    (EXIT_MEMORY, "out of memory (lower the batch size)"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C); training saves a checkpoint first (continue with --resume)"),
+    (EXIT_BROKEN_PIPE, "the program reading the output stopped (e.g. `| head`)"),
+)
 
 
 # ------------------------------------------------------------------ shared helpers
@@ -96,12 +122,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .checkpoint import convert_mkt
+    from .config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    path = convert_mkt(args.out, cfg, image=args.mkt_image, text=args.mkt_text)
+    print(f"c2srt checkpoint written to {path}")
+    return 0
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
-    from .graph import CategoryGraph, build_graph, read_label_file
+    from .graph import CategoryGraph, build_graph
+    from .vocabulary import read_label_file
 
     if args.graph_cmd == "build":
-        labels = read_label_file(args.labels)
-        seen = read_label_file(args.seen) if args.seen else None
+        labels = read_label_file(args.labels, "label file")
+        seen = read_label_file(args.seen, "seen label file") if args.seen else None
         graph = build_graph(
             labels,
             seen=seen,
@@ -129,23 +166,13 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_vocabulary(args: argparse.Namespace) -> list[str]:
-    if args.labels_file:
-        from .graph import read_label_file
-
-        return read_label_file(args.labels_file)
-    labels = [s.strip() for s in args.labels.replace("\n", ",").split(",") if s.strip()]
-    if not labels:
-        raise ValueError("--labels is empty")
-    return labels
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
     from .predict import DEFAULT_TOP, Recognizer, format_predictions
+    from .vocabulary import read_vocabulary
 
-    labels = _read_vocabulary(args)
+    labels = read_vocabulary(labels=args.labels, labels_file=args.labels_file)
     if args.checkpoint:
         rec = Recognizer.from_checkpoint(args.checkpoint, device=args.device)
     else:
@@ -171,20 +198,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
     n_ok = n_bad = 0
     first = True
-    for pred in stream:  # printed as they come: large folders stream
-        n_bad += pred.error is not None
-        n_ok += pred.error is None
-        if args.format == "json":
-            sys.stdout.write(("[\n  " if first else ",\n  ") + json.dumps(pred.to_dict()))
-        elif args.format == "csv":
-            text = format_predictions([pred], "csv")
-            sys.stdout.write(text if first else text.split("\n", 1)[1])
-        else:
-            sys.stdout.write(format_predictions([pred], "table") + "\n")
-        sys.stdout.flush()
-        first = False
-    if args.format == "json" and not first:
-        sys.stdout.write("\n]\n")
+    try:
+        for pred in stream:  # printed as they come: large folders stream
+            n_bad += pred.error is not None
+            n_ok += pred.error is None
+            if args.format == "json":
+                sys.stdout.write(("[\n  " if first else ",\n  ") + json.dumps(pred.to_dict()))
+            elif args.format == "csv":
+                text = format_predictions([pred], "csv")
+                sys.stdout.write(text if first else text.split("\n", 1)[1])
+            else:
+                sys.stdout.write(format_predictions([pred], "table") + "\n")
+            sys.stdout.flush()
+            first = False
+    finally:  # also when interrupted: what was printed stays valid JSON
+        if args.format == "json" and not first:
+            sys.stdout.write("\n]\n")
+            sys.stdout.flush()
     if n_ok == 0 and n_bad == 0:
         raise ValueError(f"no images found in {', '.join(map(str, args.images))}")
     if n_bad:
@@ -194,6 +224,40 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.explain:
         print(f"explanations written to {args.explain}", file=sys.stderr)
     return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from .data.check import check_dataset
+
+    if args.config_file is not None:
+        if _OVERRIDE.match(args.config_file):  # with --config, the first override lands here
+            args.overrides = [args.config_file, *(args.overrides or [])]
+        elif args.config is not None:
+            raise ValueError(f"give the config once: {args.config_file} and --config {args.config}")
+        else:
+            args.config = Path(args.config_file)
+    cfg = _load_cfg(args)
+    if cfg is None:
+        return EXIT_OK
+    splits = ("train", "test") if args.split == "all" else (args.split,)
+    n_problems = 0
+    for split in splits:
+        n_images, problems = check_dataset(cfg, split)
+        for problem in problems:
+            print(problem)
+        n_problems += len(problems)
+        if problems:
+            print(f"{cfg.data.name} {split}: {len(problems)} problem(s)", file=sys.stderr)
+        else:
+            print(f"{cfg.data.name} {split}: {n_images} images, no problem", file=sys.stderr)
+    if n_problems:
+        print(
+            f"c2srt data check: {n_problems} problem(s): fix them, or set data.skip_bad=true to drop "
+            "the rows at fault (they are counted and logged)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    return EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -218,11 +282,14 @@ def _parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser = argparse.ArgumentParser(
-        prog="c2srt", description="Open-vocabulary multi-label image recognition (C2SRT, MKT)."
+        prog="c2srt",
+        description="Open-vocabulary multi-label image recognition (C2SRT, MKT).",
+        epilog="exit codes:\n" + "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"c2srt {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE_HELP)
-    sub = parser.add_subparsers(dest="verb", metavar="{demo,train,eval,predict,serve,graph}")
+    sub = parser.add_subparsers(dest="verb", metavar="{demo,train,eval,predict,serve,graph,data,convert}")
 
     p = sub.add_parser("demo", help="the mini-world benchmark: the whole method end to end, offline")
     p.add_argument("--output-dir", default="runs/demo", help="where tables, JSON and pictures go")
@@ -295,8 +362,76 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, type=Path)
     s.add_argument("--label", help="draw this label's neighbourhood")
     p.set_defaults(func=cmd_graph)
-    _verbose_after_the_verb(sub, gsub)
+
+    p = sub.add_parser("data", help="check a dataset before training")
+    dsub = p.add_subparsers(dest="data_cmd", required=True)
+    c = dsub.add_parser(
+        "check",
+        help="read every listing and decode every image once; list every problem (file, line, reason)",
+        description="Read the listings and decode every image of a config's dataset once (in parallel; "
+        "verdicts cached per file by path, size and modification time, so a second run only looks at "
+        "changed files). Prints one problem per line; exit code 2 when there is any.",
+    )
+    c.add_argument("config_file", nargs="?", metavar="CONFIG", help="experiment YAML (or give --config)")
+    _add_config_args(c)
+    c.add_argument("--split", choices=("train", "test", "all"), default="all", help="which split(s) to check")
+    c.set_defaults(func=cmd_data_check)
+
+    p = sub.add_parser("convert", help="write MKT's released .pth weights as a c2srt checkpoint")
+    p.add_argument("--config", required=True, type=Path, help="an MKT config, e.g. configs/nus_wide/mkt_stage2.yaml")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    p.add_argument("--mkt-image", required=True, type=Path, help="MKT's stage-1 checkpoint (its CLIPVIT state dict)")
+    p.add_argument("--mkt-text", type=Path, help="MKT's stage-2 checkpoint (its PromptLearner state dict)")
+    p.add_argument("--out", required=True, type=Path, help="the .safetensors to write")
+    p.set_defaults(func=cmd_convert)
+    _verbose_after_the_verb(sub, gsub, dsub)
     return parser
+
+
+def _reason(e: BaseException) -> str:
+    """An exception's message; for one re-raised from a DataLoader worker, the original message.
+
+    torch re-raises a worker's exception with the worker's whole traceback as its message; the
+    original message follows the last traceback's frames, after `module.ClassName: `.
+    """
+    text = str(e).strip()
+    if "\nOriginal Traceback" not in text:
+        return text
+    block = text.rsplit("Traceback (most recent call last):", 1)[1].splitlines()
+    rest = [line for line in block if line.strip()]
+    while rest and rest[0].startswith(" "):  # the frames
+        rest.pop(0)
+    if not rest:
+        return text
+    head, _, message = rest[0].partition(": ")
+    return "\n".join([message if message else head, *rest[1:]])
+
+
+def _classify(e: BaseException) -> tuple[int, str] | None:
+    """(exit code, message naming what and where) for a failure a user can cause; None for a bug."""
+    from .graph.llm import LLMRequestError
+
+    if isinstance(e, LLMRequestError):
+        return EXIT_NETWORK, f"language model request failed: {_reason(e)}"
+    if isinstance(e, ImportError):
+        return EXIT_MISSING_PACKAGE, _reason(e)
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
+        first = _reason(e).splitlines()[0][:200] if str(e) else "MemoryError"
+        return EXIT_MEMORY, f"out of memory: lower the batch size ({first})"
+    if isinstance(e, (ConnectionError, TimeoutError)) or type(e).__name__ == "URLError":
+        return EXIT_NETWORK, _reason(e)
+    if isinstance(e, OSError):
+        where = f": {e.filename}" if e.filename is not None else ""
+        if isinstance(e, PermissionError):
+            return EXIT_PERMISSION, f"permission denied{where}" if where else _reason(e)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return EXIT_DISK, f"disk full ({e.strerror}){where}"
+        if e.errno is not None and not isinstance(e, (FileNotFoundError, IsADirectoryError, NotADirectoryError)):
+            return EXIT_DISK, f"I/O error ({e.strerror}){where}"
+        return EXIT_BAD_INPUT, f"{e.strerror}{where}" if e.strerror and where else _reason(e)
+    if isinstance(e, ValueError):  # our messages name the file, line, label or field
+        return EXIT_BAD_INPUT, _reason(e)
+    return None
 
 
 def _verbose_after_the_verb(*verb_groups: argparse._SubParsersAction) -> None:
@@ -324,14 +459,32 @@ def main(argv: list[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError, ImportError) as e:
-        if args.verbose:
+    except KeyboardInterrupt as e:
+        detail = f": {e}" if str(e) else ""
+        print(f"c2srt {args.verb}: interrupted{detail}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except (ValueError, OSError, ImportError, MemoryError, RuntimeError) as e:
+        found = _classify(e)  # None for anything a user cannot cause: re-raised, a bug to report
+        if found is None or args.verbose:
             raise
-        print(f"c2srt {args.verb}: error: {e}", file=sys.stderr)
-        return 2
+        code, message = found
+        print(f"c2srt {args.verb}: error: {message}", file=sys.stderr)
+        return code
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so Python's flush at exit does not fail on the broken pipe again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # not a real file (e.g. captured by a test)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

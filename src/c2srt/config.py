@@ -25,6 +25,7 @@ class HeadCfg:
     k_max: int = 32  # ISR: most patches kept per (image, label)
     tau: float = 0.02  # ISR: softmax temperature over patch-label cosine similarities
     pool: str = "weighted"  # ISR: "weighted" (renormalised probabilities) or "mean"
+    similarity: str = "cosine"  # "raw": MKT's formula (unnormalised x @ proj against the labels); "cosine": L2-normalised first
     label_chunk: int = 2048  # labels scored per chunk (bounds memory at 7,586 labels)
 
 
@@ -42,10 +43,15 @@ class IstCfg:
 class ModelCfg:
     backbone: str = "ViT-B-16"  # open_clip model name or a c2srt preset (see c2srt.list_backbones())
     pretrained: str | None = "openai"  # hub tag, path to an OpenAI .pt / open_clip checkpoint, or None
+    init_from: str | None = None  # weights loaded after building: a c2srt .safetensors (stage 1) or MKT's image .pth
     trainable_blocks: int = 2  # last N vision blocks that train (plus ln_post and proj); -1: all
+    train_image: bool = True  # false: the whole image tower frozen, ln_post and proj included (MKT stage 2)
     templates: list[str] = field(default_factory=lambda: [DEFAULT_TEMPLATE])  # prompt ensemble
-    prompt_tuning: bool = False  # learn shared context tokens (MKT stage 2); text tower stays frozen
-    n_ctx: int = 4  # prompt tuning: number of learnable context tokens
+    prompt_tuning: bool = False  # learn prompt context shared by all labels (MKT stage 2); text tower stays frozen
+    prompt_init: str = "template"  # context: "template" (its own tokens, from their word embeddings; MKT) or "random" (n_ctx)
+    n_ctx: int = 4  # prompt tuning, "random" context: number of learnable context tokens
+    normalization: str = "backbone"  # pixel mean/std for student and teacher: "backbone" (the CLIP's own), "imagenet" (MKT), "openai"
+    crop_pct: float = 1.0  # eval: short side resized to image size / crop_pct, then centre-cropped (MKT: 0.875, 256 -> 224)
     distill: bool = True  # L1 distillation of the global embedding to a frozen teacher copy
     distill_weight: float = 1.0  # weight of L_dist in the total loss
     head: HeadCfg = field(default_factory=HeadCfg)
@@ -72,8 +78,12 @@ class DataCfg:
     image_size: int = DEFAULT_IMAGE_SIZE  # px, square
     batch_size: int = 64  # images per step per device
     num_workers: int = 4  # loader processes
-    rand_augment: bool = True  # RandAugment on training images
+    train_transform: str = "light"  # "timm": timm create_transform as MKT (crop, flip, auto_augment); "light": crop, flip, rand_augment
+    crop_scale: list[float] = field(default_factory=lambda: [0.7, 1.0])  # training crop: range of the image area kept (MKT: 0.08-1)
+    auto_augment: str | None = "rand-m9-mstd0.5-inc1"  # "timm" pipeline: timm's augmentation policy (null: none)
+    rand_augment: bool = True  # "light" pipeline: torchvision RandAugment on training images
     skip_bad: bool = False  # skip (and count) unreadable images / unknown labels instead of stopping
+    check_images: bool = True  # decode every image once before use; verdicts cached per file (path, size, mtime)
     options: dict[str, Any] = field(default_factory=dict)  # reader-specific keyword arguments
 
 
@@ -105,6 +115,7 @@ class EvalCfg:
     protocol: str = "generic"  # "nus_wide", "open_images" or "generic" (seen/unseen masks of the dataset)
     topk: list[int] = field(default_factory=lambda: [3, 5])  # K of the top-K precision/recall/F1
     empty: str = "zero"  # AP of a column without positives: "zero" (published) or "skip"
+    row_pooled: bool = False  # also report mAP_row_pooled, the published Open Images (BiAM) AP, beside per-class mAP
     batch_size: int = 64  # images per forward pass
 
 
@@ -122,6 +133,10 @@ class Cfg:
 _CHOICES = {
     "model.head.name": ("mkt", "isr"),
     "model.head.pool": ("weighted", "mean"),
+    "model.head.similarity": ("cosine", "raw"),
+    "model.prompt_init": ("template", "random"),
+    "model.normalization": ("backbone", "imagenet", "openai"),
+    "data.train_transform": ("light", "timm"),
     "model.ist.mode": ("off", "label", "image"),
     "graph.source": ("embedding", "llm", "file"),
     "graph.encoder": ("minilm", "clip"),
@@ -259,6 +274,16 @@ def validate(cfg: Cfg) -> Cfg:
         raise ConfigError("graph.path: required when graph.source is 'file'")
     if cfg.model.ist.hidden % cfg.model.ist.heads:
         raise ConfigError(f"model.ist.hidden ({cfg.model.ist.hidden}) must be divisible by model.ist.heads")
+    m = cfg.model
+    if not 0.0 < m.crop_pct <= 1.0:
+        raise ConfigError(f"model.crop_pct: {m.crop_pct} must lie in (0, 1]")
+    scale = cfg.data.crop_scale
+    if len(scale) != 2 or not 0.0 < scale[0] <= scale[1] <= 1.0:
+        raise ConfigError(f"data.crop_scale: {scale} must be [min, max] with 0 < min <= max <= 1")
+    if not m.train_image and m.distill:
+        raise ConfigError("model.distill: the image tower is frozen (model.train_image=false), distillation has nothing to train")
+    if not m.train_image and not m.prompt_tuning and m.ist.mode == "off":
+        raise ConfigError("model.train_image=false with no prompt tuning and no IST: nothing would train")
     if cfg.train.accumulate < 1:
         raise ConfigError("train.accumulate: must be >= 1")
     if any(k < 1 for k in cfg.eval.topk):

@@ -61,9 +61,12 @@ def _warn_undefined_topk(block: str, n_cols: int) -> None:
 
 __all__ = [
     "Block",
+    "BlockwiseEvaluator",
     "Protocol",
     "StreamingEvaluator",
+    "block_columns",
     "evaluate",
+    "evaluate_model",
     "format_table",
 ]
 
@@ -91,9 +94,9 @@ class Protocol(str, enum.Enum):
 class Block(str, enum.Enum):
     """Column blocks that figures are reported for."""
 
-    ZSL = "zsl"  # unseen columns only (scores restricted to them)
-    GZSL = "gzsl"  # all columns
-    SEEN = "seen"  # seen columns only
+    ZSL = "zsl"  # unseen labels only: scored by a pass over the unseen vocabulary alone
+    GZSL = "gzsl"  # all labels: a pass over the whole vocabulary
+    SEEN = "seen"  # seen labels only: a pass over the seen vocabulary alone
 
 
 @dataclasses.dataclass(frozen=True)
@@ -509,6 +512,160 @@ class StreamingEvaluator:
     def workdir(self) -> Path:
         """The temporary folder of the spill (removed by `compute`/`close`)."""
         return self._dir
+
+
+def block_columns(
+    protocol: str | Protocol, seen_mask: Any, unseen_mask: Any = None
+) -> dict[Block, np.ndarray]:
+    """The label columns of each block the protocol reports (ZSL: unseen, GZSL: all, seen: seen).
+
+    Blocks without a column are left out. Masks as in `StreamingEvaluator` (unseen defaults to
+    the complement of seen).
+    """
+    spec = _SPECS[_resolve_protocol(protocol)]
+    seen = _as_mask(seen_mask, "seen_mask")
+    unseen = ~seen if unseen_mask is None else _as_mask(unseen_mask, "unseen_mask")
+    if seen.shape != unseen.shape:
+        raise ValueError(f"seen_mask has {seen.size} and unseen_mask {unseen.size} entries")
+    cols = {Block.ZSL: np.flatnonzero(unseen), Block.GZSL: np.arange(seen.size), Block.SEEN: np.flatnonzero(seen)}
+    return {b: cols[b] for b in spec.blocks if cols[b].size}
+
+
+class BlockwiseEvaluator:
+    """Each block evaluated from its own scores: those of a pass over the block's labels alone.
+
+    MKT and SigRL score ZSL with the unseen label embeddings alone, so every normalisation across
+    labels (MKT's L2 fusion) runs over the unseen labels; GZSL is a pass over all labels. One
+    `StreamingEvaluator` per block, on the block's columns, computes the block's figures exactly
+    as `StreamingEvaluator` does (same keys, e.g. `zsl/mAP`).
+
+    Args:
+        protocol, topk, empty, row_pooled, workdir, max_entries: as `StreamingEvaluator`.
+        seen_mask: bool [C]; unseen_mask: bool [C] (default: not seen).
+
+    Example:
+        >>> ev = BlockwiseEvaluator("generic", [True, True, False], topk=(1,))
+        >>> ev.update({"zsl": [[0.3]], "gzsl": [[0.9, 0.1, 0.3]], "seen": [[0.9, 0.1]]}, [[1, -1, 1]])
+        >>> round(ev.compute()["zsl/mAP"], 2)
+        1.0
+    """
+
+    def __init__(
+        self,
+        protocol: str | Protocol,
+        seen_mask: Any,
+        unseen_mask: Any = None,
+        *,
+        topk: tuple[int, ...] | list[int] | None = None,
+        empty: str | EmptyColumn = EmptyColumn.ZERO,
+        row_pooled: bool = False,
+        workdir: str | Path | None = None,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+    ) -> None:
+        self.protocol = _resolve_protocol(protocol)
+        seen = _as_mask(seen_mask, "seen_mask")
+        unseen = ~seen if unseen_mask is None else _as_mask(unseen_mask, "unseen_mask")
+        self.columns = block_columns(self.protocol, seen, unseen)
+        self._evaluators: dict[Block, StreamingEvaluator] = {}
+        try:
+            for block, cols in self.columns.items():
+                self._evaluators[block] = StreamingEvaluator(
+                    self.protocol, seen[cols], unseen[cols], topk=topk, empty=empty, row_pooled=row_pooled,
+                    blocks=(block,), workdir=workdir, max_entries=max_entries,
+                )  # fmt: skip
+        except ValueError:
+            self.close()
+            raise
+        self.n_labels = seen.size
+
+    def update(self, scores: Any, labels: Any) -> None:
+        """Add a chunk of rows.
+
+        Args:
+            scores: block name -> [n, K_b] scores of the block's labels (in column order), or one
+                [n, C] matrix whose block columns are used as they are (scores without any
+                normalisation across labels, e.g. CLIP's zero-shot cosines).
+            labels: [n, C] in {+1, -1, 0}.
+        """
+        y = as_numpy(labels, "labels")
+        if y.ndim != 2 or y.shape[1] != self.n_labels:
+            raise ValueError(f"labels: expected [n, {self.n_labels}], got shape {tuple(y.shape)}")
+        if isinstance(scores, dict):
+            given = {Block(k): v for k, v in scores.items()}
+            missing = [b.value for b in self._evaluators if b not in given]
+            if missing:
+                raise ValueError(f"scores for block(s) {', '.join(missing)} are missing")
+        else:
+            full = as_numpy(scores, "scores")
+            given = {b: full[:, cols] for b, cols in self.columns.items()}
+        for block, ev in self._evaluators.items():
+            ev.update(given[block], y[:, self.columns[block]])
+
+    def compute(self) -> dict[str, float]:
+        """Every block's figures in one flat dict (see `StreamingEvaluator.compute`)."""
+        results: dict[str, float] = {}
+        for ev in self._evaluators.values():
+            results.update(ev.compute())
+        return results
+
+    def close(self) -> None:
+        for ev in self._evaluators.values():
+            ev.close()
+
+    def __enter__(self) -> "BlockwiseEvaluator":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def evaluate_model(
+    model: Any,
+    dataset: Any,
+    *,
+    protocol: str | Protocol = Protocol.GENERIC,
+    topk: tuple[int, ...] | list[int] | None = None,
+    empty: str | EmptyColumn = EmptyColumn.ZERO,
+    row_pooled: bool = False,
+    graph: Any = None,
+    zero_shot: bool = False,
+    batch_size: int = 64,
+    device: Any = "cpu",
+) -> dict[str, float]:
+    """Evaluate a `C2SRT` model on a dataset in this process, every block scored as its own pass.
+
+    The same scoring as validation during training and `c2srt eval` (`C2SRT.score_blocks` fed to
+    a `BlockwiseEvaluator`), without Lightning: for notebooks, the demo's rows, quick checks.
+
+    Args:
+        model: a `C2SRT` model.
+        dataset: yields `{"image", "target"}` and has `label_names`, `seen_mask`, `unseen_mask`.
+        protocol, topk, empty, row_pooled: as `StreamingEvaluator`.
+        graph: the category graph of the dataset's vocabulary (IST models).
+        zero_shot: score with CLIP's zero-shot cos(g, t) (`C2SRT.zero_shot`) instead of the heads.
+        batch_size: images per forward pass.
+        device: where to run.
+    """
+    import torch
+
+    from .model import LabelSet
+
+    names = list(dataset.label_names)
+    seen = np.asarray(dataset.seen_mask, dtype=bool)
+    unseen = np.asarray(dataset.unseen_mask, dtype=bool)
+    model = model.to(device).eval()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    with BlockwiseEvaluator(protocol, seen, unseen, topk=topk, empty=empty, row_pooled=row_pooled) as ev:
+        blocks = {b.value: torch.as_tensor(c, device=device) for b, c in ev.columns.items()}
+        with torch.no_grad():
+            if zero_shot:  # CLIP's own scores: no graph needed, whatever the model's heads
+                labels = LabelSet(names, model.label_encoder.encode_labels(names))
+            else:
+                labels = model.label_set(names, graph)
+            for batch in loader:
+                out = model.score_blocks(batch["image"].to(device), labels, blocks, zero_shot=zero_shot)
+                ev.update({k: v.float().cpu() for k, v in out.items()}, batch["target"])
+        return ev.compute()
 
 
 def evaluate(

@@ -1,22 +1,31 @@
-"""Atomic file writes and friendly JSON reading.
+"""Atomic file writes, friendly JSON reading and the cache root.
 
 Why: a run killed half-way (pre-emption, Ctrl-C, a full disk) must never leave a truncated
 config, report or checkpoint that a later run silently reads. Everything c2srt writes goes to a
 temporary file in the destination folder first and is then renamed over the target with
 `os.replace`, which is atomic on POSIX and Windows when both paths are on one file system.
+A write that fails (disk full, permission) raises an `OSError` naming the destination, and leaves
+neither the temporary file nor a changed destination behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any
 
+CACHE_ENV = "C2SRT_CACHE"  # environment variable that moves the cache root
+_DEFAULT_CACHE = Path("~") / ".cache" / "c2srt"
 _TMP_SUFFIX = ".tmp"
+# fsync errors that only mean "this file system does not do fsync"; any other (ENOSPC, EIO,
+# EDQUOT: data that never reached the disk) is raised, since the rename would publish a bad file.
+_FSYNC_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EROFS})
 _DEFAULT_FILE_MODE = 0o666  # before the umask, as open() would create the file
 _JSON_INDENT = 2
 
@@ -44,18 +53,43 @@ def _temp_name(path: Path) -> Path:
     return Path(tmp)
 
 
+def cache_root(override: str | os.PathLike[str] | None = None) -> Path:
+    """The folder for c2srt's caches: `override`, else $C2SRT_CACHE, else ~/.cache/c2srt.
+
+    Not created here: callers create what they write.
+    """
+    if override is not None:
+        return Path(override).expanduser()
+    return Path(os.environ.get(CACHE_ENV) or _DEFAULT_CACHE).expanduser()
+
+
 def _fsync_file(path: Path) -> None:
-    """Flush a file's data to disk before the rename makes it visible (best effort)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
+    """Flush a file's data to disk before the rename makes it visible.
+
+    Raises:
+        OSError: the data could not be written (disk full, I/O error); "fsync not supported" is not an error.
+    """
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-    except OSError:  # some file systems (e.g. certain network mounts) refuse fsync
-        pass
+    except OSError as e:
+        if e.errno not in _FSYNC_UNSUPPORTED:
+            raise
     finally:
         os.close(fd)
+
+
+def _naming(e: OSError, path: Path) -> OSError:
+    """The same error (same errno, so the same subclass) naming `path`, the file the caller knows,
+    when it names no file or names our temporary file."""
+    if e.errno is None:
+        return e
+    if e.filename is not None:
+        named = Path(os.fsdecode(e.filename))
+        ours = named.parent == path.parent and named.name.startswith(f".{path.stem}.") and _TMP_SUFFIX in named.name
+        if not ours:
+            return e
+    return OSError(e.errno, e.strerror or os.strerror(e.errno), str(path))
 
 
 @contextlib.contextmanager
@@ -76,37 +110,62 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         ...     save_file(tensors, str(tmp))
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = _final_mode(path)
-    tmp = _temp_name(path)
+    tmp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mode = _final_mode(path)
+        tmp = _temp_name(path)
         yield tmp
         if not tmp.exists():
             raise FileNotFoundError(f"{path}: nothing was written to the temporary file {tmp}")
         os.chmod(tmp, mode)
         _fsync_file(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        err = _naming(e, path)
+        if err is e:
+            raise
+        raise err from e
     finally:
-        tmp.unlink(missing_ok=True)  # a no-op after a successful rename
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)  # a no-op after a successful rename
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | None = None) -> Iterator[IO[Any]]:
+    """Open a temporary file beside `path` for writing; on success rename it over `path`.
+
+    For writers that take a file object (`torch.save`, `csv.writer`). If the block raises, nothing
+    changes at `path`.
+
+    Args:
+        path: the final destination.
+        mode: "wb" or "w".
+        encoding: for text mode (default UTF-8).
+
+    Example:
+        >>> with atomic_open("last.ckpt") as fh:
+        ...     torch.save(checkpoint, fh)
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_open writes a new file: mode must be 'wb' or 'w', got {mode!r}")
+    if mode == "w" and encoding is None:
+        encoding = "utf-8"
+    with atomic_path(path) as tmp, open(tmp, mode, encoding=encoding) as fh:
+        yield fh
+        fh.flush()
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write `data` to `path` atomically (temporary file + rename). Returns the path."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-    return path
+    with atomic_open(path) as fh:
+        fh.write(data)
+    return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
     """Write `text` to `path` atomically (temporary file + rename). Returns the path."""
     return atomic_write_bytes(path, text.encode(encoding))
-
-
-# The name docs/ARCHITECTURE.md uses for "the" atomic writer.
-atomic_write = atomic_write_bytes
 
 
 def _json_default(obj: Any) -> Any:

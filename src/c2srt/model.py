@@ -10,14 +10,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from .backbone import ClipBackbone, create_clip
 from .config import ModelCfg
-from .heads.base import build_head
+from .data.transforms import normalization
+from .heads.base import HeadOutput, build_head, fuse_block
 from .registry import drop_none
 from .text import LabelEncoder
 
@@ -69,6 +70,7 @@ class C2SRT(nn.Module):
         image_size: int,
         mean: Sequence[float],
         std: Sequence[float],
+        crop_pct: float = 1.0,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -79,7 +81,8 @@ class C2SRT(nn.Module):
         self.image_size = image_size
         self.mean = tuple(mean)
         self.std = tuple(std)
-        self._refined_cache: dict[tuple[str, ...], torch.Tensor] = {}
+        self.crop_pct = float(crop_pct)  # evaluation crop: image_size of the short side resized to image_size / crop_pct
+        self._refined_cache: tuple[tuple[str, ...], torch.Tensor, torch.Tensor] | None = None  # names, text, refined
 
     # ----------------------------------------------------------------- labels
     def label_set(self, names: Sequence[str], graph: "CategoryGraph | None" = None) -> LabelSet:
@@ -97,21 +100,31 @@ class C2SRT(nn.Module):
         return LabelSet(names, text, edge_index, edge_weight)
 
     def _refined(self, labels: LabelSet) -> torch.Tensor:
-        """IST label mode: graph-refined label embeddings, cached per vocabulary at inference."""
+        """IST label mode: graph-refined label embeddings, cached at inference per vocabulary and
+        per text tensor (the label encoder returns a new tensor whenever the prompt context changed)."""
         key = tuple(labels.names)
         use_cache = not torch.is_grad_enabled() and not self.training
-        if use_cache and key in self._refined_cache:
-            return self._refined_cache[key]
+        cached = self._refined_cache
+        if use_cache and cached is not None and cached[0] == key and cached[1] is labels.text:
+            return cached[2]
         refined = self.ist.refine_labels(labels.text, labels.edge_index, labels.edge_weight)
         if use_cache:
-            self._refined_cache = {key: refined}
+            self._refined_cache = (key, labels.text, refined)
         return refined
 
     def train(self, mode: bool = True) -> "C2SRT":
-        self._refined_cache = {}
+        self._refined_cache = None
         return super().train(mode)
 
     # ---------------------------------------------------------------- forward
+    def _logits(self, out: HeadOutput, labels: LabelSet) -> torch.Tensor:
+        """Scores of every label of `labels` from the head's output (through IST when it is on)."""
+        if self.ist is None:
+            return out.logits
+        if self.cfg.ist.mode == "label":
+            return self.ist.score(out.f_img, self._refined(labels))
+        return self.ist(out.f_img, labels.text, labels.edge_index, labels.edge_weight)
+
     def forward(
         self,
         images: torch.Tensor,
@@ -134,16 +147,41 @@ class C2SRT(nn.Module):
             labels = self.label_set(labels, graph)
         g, patches = self.backbone.encode_image(images)  # [B, D], [B, N, D]
         out = self.head(g, patches, labels.text, return_weights=return_weights, need_features=self.ist is not None)
-        logits = out.logits
-        if self.ist is not None:
-            if self.cfg.ist.mode == "label":
-                logits = self.ist.score(out.f_img, self._refined(labels))
-            else:
-                logits = self.ist(out.f_img, labels.text, labels.edge_index, labels.edge_weight)
+        logits = self._logits(out, labels)
         g_teacher = None
         if with_teacher and self.backbone.teacher is not None:
             g_teacher = self.backbone.encode_teacher(images)
         return ModelOutput(logits, g, g_teacher, out.counts, out.weights)
+
+    def score_blocks(
+        self, images: torch.Tensor, labels: LabelSet, blocks: Mapping[str, torch.Tensor], *, zero_shot: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """Scores of several sub-vocabularies of `labels` (e.g. ZSL = unseen, GZSL = all) from one image pass.
+
+        Each block is scored as a pass over the block's labels alone scores it: the head's two
+        streams are per label, and their fusion (L2 across labels) runs over the block's labels
+        only. With IST the graph of the whole of `labels` propagates, so seen labels still send
+        messages to unseen ones; IST's scores (scaled cosines) involve no normalisation across
+        labels, so a block keeps its columns. `zero_shot`: CLIP's cos(g, t), per label, likewise.
+
+        Args:
+            images: [B, 3, H, W].
+            labels: the whole vocabulary (with its graph edges when IST is on).
+            blocks: block name -> column indices into `labels` (LongTensor [K_b]).
+            zero_shot: score with `zero_shot` instead of the trained heads.
+
+        Returns:
+            block name -> logits [B, K_b].
+        """
+        if zero_shot:
+            s = self.zero_shot(images, labels)
+            return {name: s[:, idx.to(s.device)] for name, idx in blocks.items()}
+        g, patches = self.backbone.encode_image(images)  # [B, D], [B, N, D]
+        out = self.head(g, patches, labels.text, need_features=self.ist is not None)
+        if self.ist is not None:
+            s = self._logits(out, labels)
+            return {name: s[:, idx.to(s.device)] for name, idx in blocks.items()}
+        return {name: fuse_block(out, idx.to(out.logits.device)) for name, idx in blocks.items()}
 
     @torch.no_grad()
     def zero_shot(self, images: torch.Tensor, labels: LabelSet | Sequence[str]) -> torch.Tensor:
@@ -219,12 +257,15 @@ def create_model(
         trainable_blocks=cfg.trainable_blocks,
         teacher=cfg.distill if teacher is None else teacher,
     )
+    if not cfg.train_image:
+        backbone.freeze()
     label_encoder = LabelEncoder(
         bundle.model,
         bundle.tokenizer,
         templates=cfg.templates,
         prompt_tuning=cfg.prompt_tuning,
         n_ctx=cfg.n_ctx,
+        prompt_init=cfg.prompt_init,
     )
     head = build_head(cfg.head, backbone.embed_dim)
     ist = None
@@ -240,7 +281,12 @@ def create_model(
             mode=cfg.ist.mode,
             image_chunk=cfg.ist.image_chunk,
         )
+    mean, std = (bundle.mean, bundle.std) if cfg.normalization == "backbone" else normalization(cfg.normalization)
     model = C2SRT(
-        backbone, label_encoder, head, ist, cfg, image_size=bundle.image_size, mean=bundle.mean, std=bundle.std
+        backbone, label_encoder, head, ist, cfg, image_size=bundle.image_size, mean=mean, std=std, crop_pct=cfg.crop_pct
     )
+    if cfg.init_from:
+        from .checkpoint import load_init_weights
+
+        load_init_weights(model, cfg.init_from)
     return model.to(device)

@@ -18,6 +18,8 @@ import torch
 
 from .config import ModelCfg
 from .constants import DEFAULT_TOP
+from .images import center_crop_box, has_image_suffix, open_rgb
+from .vocabulary import check_labels
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -26,8 +28,6 @@ if TYPE_CHECKING:
     from .model import C2SRT, LabelSet
 
 _logger = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 Neighbors = dict[str, list[tuple[str, float]]]  # label -> [(neighbour, edge strength)], strongest first
 
@@ -100,37 +100,14 @@ def iter_image_paths(inputs: Iterable[str | Path]) -> Iterator[Path]:
             for root, dirs, files in os.walk(p):
                 dirs.sort()
                 for f in sorted(files):
-                    if f.lower().endswith(IMAGE_SUFFIXES):
+                    if has_image_suffix(f):
                         yield Path(root) / f
         else:
             yield p  # a missing file is reported as an error by the loader, not here
 
 
-def load_image(path: str | Path) -> "Image.Image":
-    """An RGB PIL image; raises ValueError naming the file when it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert("RGB")
-    except FileNotFoundError as e:
-        raise ValueError(f"{path}: no such file") from e
-    except IsADirectoryError as e:
-        raise ValueError(f"{path}: is a folder, not an image") from e
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable image ({e.__class__.__name__}: {e})") from e
-
-
 #: most labels drawn per explanation picture
 EXPLAIN_TOP = 3
-
-
-def _center_crop_box(width: int, height: int) -> tuple[float, float, float, float]:
-    """(left, top, right, bottom) of the square the eval transform keeps (short side resized, centre crop)."""
-    side = min(width, height)
-    left, top = (width - side) / 2, (height - side) / 2
-    return left, top, left + side, top + side
 
 
 class Recognizer:
@@ -152,15 +129,20 @@ class Recognizer:
         graph: "CategoryGraph | None" = None,
         device: str | torch.device = "cpu",
     ) -> None:
-        from .data.transforms import build_transform
+        from .data.transforms import eval_resize, eval_transform
 
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self._graph = graph
-        self.transform = build_transform(model.image_size, model.mean, model.std, train=False, rand_augment=False)
+        self.transform = eval_transform(model)  # the model's own size, crop and pixel statistics
+        self._resize = eval_resize(model.image_size, model.crop_pct)  # short side before the centre crop
         self._vocab: "LabelSet | None" = None
         self._vocab_graph: "tuple[tuple[str, ...], CategoryGraph] | None" = None
         self._neighbors: tuple[tuple[str, ...], Neighbors] | None = None
+
+    def _crop_box(self, img: "Image.Image") -> tuple[float, float, float, float]:
+        """The part of `img` the model sees (what `self.transform` keeps), in `img`'s pixels."""
+        return center_crop_box(*img.size, resize=self._resize, crop=self.model.image_size)
 
     @property
     def graph(self) -> "CategoryGraph | None":
@@ -204,9 +186,7 @@ class Recognizer:
         Raises:
             ValueError: an empty vocabulary, an empty or duplicate label.
         """
-        labels = [str(s).strip() for s in labels]
-        if not labels or any(not s for s in labels):
-            raise ValueError("the vocabulary is empty or has an empty label")
+        labels = check_labels(labels)
         if self._vocab is not None and self._vocab.names == labels:
             return self._vocab
         graph = self.graph_for(labels) if self.model.ist is not None else None
@@ -217,36 +197,23 @@ class Recognizer:
     def graph_for(self, labels: Sequence[str]) -> "CategoryGraph":
         """The category graph for `labels`: the base graph, extended on the fly to labels it lacks.
 
-        Missing labels get edges from the embedding source (nearest labels by the model's own text
-        embeddings, adaptive cut); the base graph's edges are kept as they are. Built once per
-        vocabulary.
+        `c2srt.graph.prepare_graph`'s rules: a missing label gets edges from the vocabulary's labels
+        the base graph has (embedding source, the model's own text embeddings, adaptive cut); the
+        base graph's edges are kept as they are. Built once per vocabulary.
         """
-        from .graph import build_graph
+        from .config import GraphCfg
+        from .graph import prepare_graph, text_tower_encoder
 
         labels = list(labels)
         key = tuple(labels)
         if self._vocab_graph is not None and self._vocab_graph[0] == key:
             return self._vocab_graph[1]
-        base = self.graph
-        known = set(base.labels) if base is not None else set()
-        if base is not None and all(n in known for n in labels):
-            graph = base
-        else:
-            missing = [n for n in labels if n not in known]
-            _logger.info(
-                "category graph: %d label(s) %s, linked on the fly (embedding source): %s",
-                len(missing),
-                "not in the model's graph" if base is not None else "and no graph given",
-                ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else ""),
-            )
-
-            def encode(names: list[str]) -> np.ndarray:
-                with torch.no_grad():  # cached by the label encoder: the vocabulary is embedded once
-                    return self.model.label_encoder.encode_labels(names).float().cpu().numpy()
-
-            seen = [n for n in labels if n in known] or None
-            built = build_graph(labels, seen=seen, source="embedding", encoder=encode)
-            graph = base.extend(built) if base is not None else built
+        graph = prepare_graph(
+            labels,
+            cfg=GraphCfg(source="embedding", encoder="clip"),
+            base=self.graph,
+            clip_encoder=text_tower_encoder(self.model.label_encoder),
+        )
         self._vocab_graph = (key, graph)
         return graph
 
@@ -394,8 +361,8 @@ class Recognizer:
         try:
             for name, src in sources():
                 try:
-                    img = load_image(src) if isinstance(src, Path) else _as_rgb(src, name)
-                except ValueError as e:
+                    img = open_rgb(src) if isinstance(src, Path) else _as_rgb(src, name)
+                except ValueError as e:  # ImageReadError (a file), or an object that is no image
                     _logger.warning("skipping %s", e)
                     if n_images == 0:  # nothing waiting before it: report it now
                         if bar is not None:
@@ -440,7 +407,7 @@ class Recognizer:
             ranked = [(names[k], scores[k]) for k in torch.argsort(logits[b], descending=True, stable=True).tolist()]
             kept = keep_labels(ranked, top, threshold)
             ks = [index[n] for n, _ in kept]
-            pred = Prediction(name, kept, crop_box=_center_crop_box(*img.size))
+            pred = Prediction(name, kept, crop_box=self._crop_box(img))
             if counts is not None:
                 pred.counts = {names[k]: int(counts[b, k]) for k in ks}
             if return_weights and weights is not None:
@@ -487,7 +454,7 @@ class Recognizer:
             cnt,
             explain_dir / fname,
             title=Path(name).name,
-            crop_box=_center_crop_box(*img.size),
+            crop_box=self._crop_box(img),
         )
 
 

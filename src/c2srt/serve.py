@@ -19,7 +19,6 @@ import ipaddress
 import logging
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,7 +27,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .constants import DEFAULT_TOP
-from .predict import Prediction, load_image
+from .images import ImageReadError, open_rgb
+from .predict import Prediction
+from .vocabulary import parse_labels, read_label_file
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -62,9 +63,6 @@ COCO_CLASSES: tuple[str, ...] = (
     "teddy bear", "hair drier", "toothbrush",
 )  # fmt: skip
 
-_SPLIT = re.compile(r"[,\n\r]+")
-
-
 # ---------------------------------------------------------------------------------- helpers
 def _import_gradio() -> Any:
     """Gradio, with telemetry off; ImportError naming the extra when it is not installed."""
@@ -95,15 +93,7 @@ def parse_vocabulary(text: str | None) -> list[str]:
         >>> parse_vocabulary("dog, cat\\n grass,,dog")
         ['dog', 'cat', 'grass']
     """
-    labels: list[str] = []
-    seen: set[str] = set()
-    for part in _SPLIT.split(text or ""):
-        name = " ".join(part.split())  # trim and collapse inner white space
-        if name and name not in seen:
-            seen.add(name)
-            labels.append(name)
-    if not labels:
-        raise ValueError("the vocabulary is empty: type labels separated by commas or new lines")
+    labels = parse_labels(text)
     if len(labels) > MAX_VOCABULARY:
         raise ValueError(f"the vocabulary has {len(labels)} labels; at most {MAX_VOCABULARY} are allowed")
     return labels
@@ -152,18 +142,14 @@ def open_upload(path: str | Path, name: str | None = None) -> Image.Image:
     """An uploaded file as an RGB image of at most `MAX_IMAGE_SIDE` px.
 
     Raises:
-        ValueError: the file is not a readable image; the message names `name` (the file name the
-            person uploaded), not Gradio's temporary path.
+        ImageReadError: the file is not a readable image; the message names `name` (the file name
+            the person uploaded), not Gradio's temporary path.
     """
-    from PIL import Image
-
     name = name or Path(path).name
     try:
-        return shrink(load_image(path))
-    except ValueError as e:
-        raise ValueError(str(e).replace(str(path), name)) from e
-    except Image.DecompressionBombError as e:
-        raise ValueError(f"{name}: too many pixels to open safely ({e})") from e
+        return shrink(open_rgb(path))
+    except ImageReadError as e:
+        raise ImageReadError(name, e.reason) from e
 
 
 def load_vocabularies(vocab_dir: str | Path | None = None) -> dict[str, list[str]]:
@@ -172,15 +158,13 @@ def load_vocabularies(vocab_dir: str | Path | None = None) -> dict[str, list[str
     Raises:
         ValueError: `vocab_dir` is not a folder, or one of its files is malformed (file and line named).
     """
-    from .graph.graph import read_label_file
-
     vocabs: dict[str, list[str]] = {"COCO (80 classes)": list(COCO_CLASSES)}
     if vocab_dir is not None:
         folder = Path(vocab_dir)
         if not folder.is_dir():
             raise ValueError(f"vocabulary folder {folder} does not exist or is not a folder")
         for path in sorted(folder.glob("*.txt")):
-            vocabs[path.stem] = read_label_file(path)
+            vocabs[path.stem] = read_label_file(path, "vocabulary file")
     return vocabs
 
 

@@ -2,7 +2,8 @@
 
 One LightningModule wraps the pure `C2SRT` model with its loss and the streaming evaluator; one
 DataModule builds the datasets through the registry. Training sees seen labels only (and the
-seen-only subgraph); validation and `evaluate_checkpoint` score seen + unseen labels.
+seen-only subgraph); validation and `evaluate_checkpoint` score each block (ZSL: unseen, GZSL:
+all, seen) as a pass over the block's labels (`C2SRT.score_blocks`, `BlockwiseEvaluator`).
 Determinism: the data order and every augmentation are functions of (seed, epoch, index), so a run
 resumed from an epoch-end checkpoint continues exactly as the uninterrupted one would have.
 """
@@ -34,11 +35,12 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .config import Cfg, config_from_dict, config_to_dict, dump_config
-from .data.base import build_dataset
-from .data.transforms import build_transform
-from .evaluate import StreamingEvaluator, format_table
+from .data.base import SKIPPED_KEY, build_dataset, collate_samples
+from .data.transforms import eval_transform, train_transform
+from .evaluate import BlockwiseEvaluator, block_columns, format_table
 from .losses import distillation_loss, ranking_loss
 from .model import C2SRT, LabelSet, create_model
+from .optim import optimizer_param_groups, warmup_cosine_scheduler
 
 _logger = logging.getLogger(__name__)
 
@@ -99,10 +101,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoints written to a temporary file and renamed: a crash never corrupts one."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        from .io import atomic_path
+        from .io import atomic_open
 
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
+        with atomic_open(path) as fh:
+            torch.save(checkpoint, fh)
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         # our own checkpoints hold only tensors and plain containers: the safe loader suffices
@@ -113,22 +115,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class C2SRTDataModule(L.LightningDataModule):
     """Datasets from `DataCfg` through the registry; deterministic order and augmentation."""
 
-    def __init__(self, cfg: Cfg, *, image_size: int, mean: tuple, std: tuple) -> None:
+    def __init__(self, cfg: Cfg, model: C2SRT) -> None:
         super().__init__()
         self.cfg = cfg
-        self.image_size = image_size
-        self.mean, self.std = mean, std
+        self.model = model  # its image size, crop and pixel statistics decide the transforms
         self.train_set: Dataset | None = None
         self.test_set: Dataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
         d = self.cfg.data
         if stage in (None, "fit") and self.train_set is None:
-            tf = build_transform(self.image_size, self.mean, self.std, train=True, rand_augment=d.rand_augment)
-            self.train_set = build_dataset(d, "train", tf)
+            self.train_set = build_dataset(d, "train", train_transform(self.model, d))
         if self.test_set is None:
-            tf = build_transform(self.image_size, self.mean, self.std, train=False, rand_augment=False)
-            self.test_set = build_dataset(d, "test", tf)
+            self.test_set = build_dataset(d, "test", eval_transform(self.model))
 
     def _loader(self, dataset: Dataset, *, train: bool, batch_size: int) -> DataLoader:
         wrapped = _EpochSeeded(dataset, self.cfg.seed)
@@ -145,6 +144,7 @@ class C2SRTDataModule(L.LightningDataModule):
             drop_last=train and len(dataset) > batch_size,  # type: ignore[arg-type]
             pin_memory=torch.cuda.is_available(),
             persistent_workers=False,  # workers must be re-created each epoch to see it
+            collate_fn=collate_samples,  # counts images skipped while loading (data.skip_bad)
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -174,24 +174,6 @@ def _eval_summary(results: dict[str, Any], topk: list[int] | tuple[int, ...]) ->
 
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
-
-
-def optimizer_param_groups(model: C2SRT, t: Any) -> list[dict[str, Any]]:
-    """AdamW parameter groups of the trainable parameters: layer-wise lr decay over the vision
-    blocks (`t.layer_decay` per block below the top), no weight decay on 1-D parameters, biases
-    and the logit scale. `t` is a `TrainCfg`; each group carries its `lr_scale`."""
-    backbone = model.backbone
-    num_layers = backbone.num_blocks + 1
-    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        scale = 1.0
-        if name.startswith("backbone.visual."):
-            scale = t.layer_decay ** (num_layers - backbone.layer_id(name[len("backbone.visual.") :]))
-        wd = 0.0 if p.ndim <= 1 or name.endswith(".bias") or "logit_scale" in name else t.weight_decay
-        groups.setdefault((scale, wd), []).append(p)
-    return [{"params": ps, "lr": t.lr * s, "weight_decay": wd, "lr_scale": s} for (s, wd), ps in groups.items()]
 
 
 def _masks(dataset: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -224,21 +206,38 @@ class C2SRTModule(L.LightningModule):
             from .graph import CategoryGraph
 
             self.graph = CategoryGraph.from_dict(graph)
-        self._evaluator: StreamingEvaluator | None = None
+        self._evaluator: BlockwiseEvaluator | None = None
         self.last_results: dict[str, float] = {}
+        # built once per fit / per evaluation, not per batch (the edge index is a Python loop over edges)
+        self._train_labels: LabelSet | None = None
+        self._seen_idx: torch.Tensor | None = None
+        self._eval_labels: LabelSet | None = None
+        self._eval_blocks: dict[str, torch.Tensor] = {}
 
     @property
     def seen_names(self) -> list[str]:
         return [n for n, s in zip(self.label_names, self.seen_mask) if s]
 
-    def _labels(self, names: list[str]) -> LabelSet:
-        return self.model.label_set(names, self.graph)
+    def on_fit_start(self) -> None:
+        self._train_labels = None  # the device may have changed since the last fit
+
+    def _training_labels(self) -> LabelSet:
+        """The seen vocabulary with its seen-only edges; the text again only while the prompt learns."""
+        if self._train_labels is None or self._train_labels.text.device != self.device:
+            with torch.no_grad():
+                self._train_labels = self.model.label_set(self.seen_names, self.graph)
+            self._seen_idx = torch.as_tensor(np.flatnonzero(self.seen_mask), device=self.device)
+        if self.model.label_encoder.trainable:  # prompt tuning: the embeddings change every step
+            text = self.model.label_encoder.encode_labels(self._train_labels.names)
+            return dataclasses.replace(self._train_labels, text=text)
+        return self._train_labels
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        seen_idx = torch.as_tensor(np.flatnonzero(self.seen_mask), device=self.device)
-        target = batch["target"].index_select(1, seen_idx)  # [B, K_all] -> [B, K_seen]
+        labels = self._training_labels()
+        assert self._seen_idx is not None
+        target = batch["target"].index_select(1, self._seen_idx)  # [B, K_all] -> [B, K_seen]
         use_distill = self.cfg.model.distill
-        out = self.model(batch["image"], self._labels(self.seen_names), with_teacher=use_distill)
+        out = self.model(batch["image"], labels, with_teacher=use_distill)
         loss_rank = ranking_loss(out.logits, target, margin=self.cfg.train.margin)
         loss = loss_rank
         bs = target.shape[0]
@@ -250,23 +249,25 @@ class C2SRTModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=bs, sync_dist=True)
         return loss
 
-    # -- evaluation (validation during training, and `c2srt eval`)
+    # -- evaluation (validation during training, and `c2srt eval`): each block its own pass
     def _start_eval(self) -> None:
         self._evaluated: set[int] = set()
-        if not self.trainer.is_global_zero:  # rank 0 gathers every rank's scores and alone computes
-            return
-        self._evaluator = StreamingEvaluator(
-            protocol=self.cfg.eval.protocol,
-            seen_mask=self.seen_mask,
-            unseen_mask=~self.seen_mask,
-            topk=tuple(self.cfg.eval.topk),
-            empty=self.cfg.eval.empty,
-        )
+        e = self.cfg.eval
+        columns = block_columns(e.protocol, self.seen_mask, ~self.seen_mask)
+        self._eval_blocks = {b.value: torch.as_tensor(c, device=self.device) for b, c in columns.items()}
+        with torch.no_grad():  # once per evaluation: the label encoder notices a changed prompt context
+            self._eval_labels = self.model.label_set(self.label_names, self.graph)
+        self._evaluator = None
+        if self.trainer.is_global_zero:  # rank 0 gathers every rank's scores and alone computes
+            self._evaluator = BlockwiseEvaluator(
+                e.protocol, self.seen_mask, ~self.seen_mask, topk=tuple(e.topk), empty=e.empty, row_pooled=e.row_pooled
+            )
 
     def _eval_step(self, batch: dict[str, Any]) -> None:
-        out = self.model(batch["image"], self._labels(self.label_names))
-        k = out.logits.shape[-1]
-        scores = self.all_gather(out.logits.float()).reshape(-1, k)  # [world, B, K] -> [world * B, K]
+        assert self._eval_labels is not None  # every rank scores; rank 0 alone evaluates
+        blocks = self.model.score_blocks(batch["image"], self._eval_labels, self._eval_blocks)
+        k = len(self.label_names)
+        gathered = {b: self.all_gather(v.float()).reshape(-1, v.shape[-1]) for b, v in blocks.items()}  # [world * B, K_b]
         target = self.all_gather(batch["target"]).reshape(-1, k)
         index = self.all_gather(torch.as_tensor(batch["index"], device=self.device)).reshape(-1)
         if self._evaluator is not None:
@@ -274,8 +275,9 @@ class C2SRTModule(L.LightningModule):
             keep = [j for j, i in enumerate(index.tolist()) if i not in self._evaluated]
             self._evaluated.update(index[keep].tolist())
             if keep:
-                sel = torch.as_tensor(keep, device=scores.device)
-                self._evaluator.update(scores.index_select(0, sel).cpu(), target.index_select(0, sel).cpu())
+                sel = torch.as_tensor(keep, device=target.device)
+                scores = {b: v.index_select(0, sel).cpu() for b, v in gathered.items()}
+                self._evaluator.update(scores, target.index_select(0, sel).cpu())
 
     def _end_eval(self, prefix: str) -> None:
         results: dict[str, float] = {}
@@ -291,6 +293,7 @@ class C2SRTModule(L.LightningModule):
                 # the same value on every rank (broadcast): `max` synchronises it exactly
                 self.log(f"{prefix}/{k}", float(v), sync_dist=True, reduce_fx="max")
         self._evaluator = None
+        self._eval_labels = None
 
     def _epoch_label(self) -> str:
         total = self.trainer.max_epochs
@@ -317,21 +320,13 @@ class C2SRTModule(L.LightningModule):
     # -- optimisation: AdamW, layer-wise lr decay, no wd on 1-D params, warm-up + cosine per step
     def configure_optimizers(self) -> Any:
         t = self.cfg.train
-        param_groups = optimizer_param_groups(self.model, t)
-        opt = torch.optim.AdamW(param_groups, lr=t.lr)
+        opt = torch.optim.AdamW(optimizer_param_groups(self.model, t), lr=t.lr)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         batches = self.trainer.num_training_batches
         steps_per_epoch = max(1, int(batches) // t.accumulate) if math.isfinite(batches) else total
-        warmup = int(t.warmup_epochs * steps_per_epoch)
-        floor = t.min_lr / t.lr
-
-        def lr_lambda(step: int) -> float:
-            if warmup > 0 and step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+        sched = warmup_cosine_scheduler(
+            opt, warmup_steps=int(t.warmup_epochs * steps_per_epoch), total_steps=total, lr=t.lr, min_lr=t.min_lr
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
@@ -382,63 +377,28 @@ def write_run_files(cfg: Cfg, out: Path) -> None:
     write_json(out / "env.json", {**environment(), "seed": cfg.seed})
 
 
-def _clip_text_encoder(model: C2SRT) -> Any:
-    """The model's own (frozen) CLIP text tower as a graph text encoder: names -> [K, D] numpy."""
-
-    def encode(names: list[str]) -> np.ndarray:
-        with torch.no_grad():
-            return model.label_encoder.encode_labels(list(names)).float().cpu().numpy()
-
-    encode.__name__ = "clip_text_tower"
-    return encode
-
-
-def prepare_graph(
-    cfg: Cfg, label_names: list[str], seen: list[str], out: Path | None, model: C2SRT | None = None
+def category_graph(
+    cfg: Cfg, names: list[str], seen: list[str], model: C2SRT, *, out: Path | None = None, base: Any = None
 ) -> Any:
-    """The category graph for IST: a given file, the cached one of this run, or a new build.
+    """The category graph IST needs (None when IST is off), by `c2srt.graph.prepare_graph`'s rules.
 
-    `graph.path` names a graph to use when it exists, else where the new build is cached (besides
-    `<output_dir>/graph.json`). `graph.encoder: clip` ranks candidates with `model`'s text tower.
+    `graph.path` names a graph to use when it exists, else where a new build is saved (besides
+    `<out>/graph.json`); `base` is a checkpoint's graph, extended to labels it lacks.
     """
     if cfg.model.ist.mode == "off":
         return None
-    from .graph import CategoryGraph, build_graph
+    from .graph import prepare_graph, text_tower_encoder
 
-    if cfg.graph.path and Path(cfg.graph.path).is_file():
-        graph = CategoryGraph.load(cfg.graph.path)
-        missing = [n for n in label_names if n not in set(graph.labels)]
-        if missing:
-            _logger.warning("graph %s lacks %d labels (e.g. %s): they get no edges", cfg.graph.path, len(missing), missing[:3])
-        return graph
-    if cfg.graph.source == "file":
-        raise FileNotFoundError(f"graph.path: {cfg.graph.path} does not exist")
-    cached = out / "graph.json" if out is not None else None
-    if cached is not None and cached.is_file():
-        return CategoryGraph.load(cached)
-    g = cfg.graph
-    encoder: Any = g.encoder
-    if g.encoder == "clip":
-        if model is None:
-            raise ValueError("graph.encoder: 'clip' needs the model's text tower; none was given")
-        encoder = _clip_text_encoder(model)
-    graph = build_graph(
-        label_names,
+    return prepare_graph(
+        names,
         seen=seen,
-        source=g.source,
-        encoder=encoder,
-        candidates=g.candidates,
-        relative_cut=g.relative_cut,
-        max_neighbors=g.max_neighbors,
-        llm_backend=g.llm_backend,
-        llm_model=g.llm_model,
-        base_url=g.llm_base_url,
+        cfg=cfg.graph,
+        base=base,
+        path=cfg.graph.path,
+        cache=out / "graph.json" if out is not None else None,
+        clip_encoder=text_tower_encoder(model.label_encoder),
         progress=True,
     )
-    for path in (cached, Path(g.path) if g.path else None):
-        if path is not None:
-            graph.save(path)
-    return graph
 
 
 class _ExportBest(Callback):
@@ -465,6 +425,104 @@ class _ExportBest(Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
             self._export(pl_module)  # type: ignore[arg-type]
+
+
+class SkippedImages(Callback):
+    """Counts the images skipped while loading (`data.skip_bad`), each once, over all ranks.
+
+    The datasets put the row index of each skipped image in the batch (`collate_samples`); the count
+    ends the run's log and its `metrics.json` (`summary`).
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[str, set[int]] = {"train": set(), "test": set()}
+
+    def _add(self, batch: Any, split: str) -> None:
+        if isinstance(batch, dict) and batch.get(SKIPPED_KEY):
+            self.rows[split].update(int(i) for i in batch[SKIPPED_KEY])
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._add(batch, "train")
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._add(batch, "test")
+
+    on_test_batch_end = on_validation_batch_end
+
+    def _gather(self, trainer: L.Trainer) -> None:
+        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            for split, rows in self.rows.items():
+                parts: list[Any] = [None] * trainer.world_size
+                torch.distributed.all_gather_object(parts, sorted(rows))
+                self.rows[split] = set().union(*map(set, parts))
+
+    def _report(self, trainer: L.Trainer) -> None:
+        self._gather(trainer)
+        if not trainer.is_global_zero or not any(self.rows.values()):
+            return
+        dm = trainer.datamodule
+        for split, rows in self.rows.items():
+            data = getattr(dm, f"{split}_set", None)
+            if rows and data is not None:
+                names = [str(data.image_path(i)) for i in sorted(rows)]
+                _logger.warning(
+                    "data.skip_bad: %d unreadable %s image(s) skipped while loading: %s%s",
+                    len(rows), split, ", ".join(names[:10]), ", ..." if len(names) > 10 else "",
+                )  # fmt: skip
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report(trainer)
+
+    def summary(self, dm: Any) -> dict[str, int]:
+        """Counts for the run's JSON report: rows dropped before training, images skipped while loading."""
+        before = sum(len(getattr(d, "skipped", ())) for d in (dm.train_set, dm.test_set) if d is not None)
+        return {"data/skipped_rows": before, "data/skipped_images": sum(len(r) for r in self.rows.values())}
+
+
+class _SaveOnInterrupt(Callback):
+    """On Ctrl-C, save a resumable checkpoint (Lightning calls this before it tears down)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.saved = False
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt) and trainer.state.fn == "fit":
+            trainer.save_checkpoint(self.path, weights_only=False)  # atomic (AtomicCheckpointIO); replaces the `last` link
+            self.saved = True
+
+
+@contextlib.contextmanager
+def checkpoint_on_interrupt(trainer: L.Trainer, path: Path) -> Iterator[None]:
+    """Ctrl-C during `trainer.fit` saves `path` (resume with `--resume`), then raises KeyboardInterrupt.
+
+    Lightning catches KeyboardInterrupt itself, ignores SIGINT from then on and calls `sys.exit(1)`;
+    this turns that back into a KeyboardInterrupt (the CLI's exit code 130) and restores the
+    SIGINT handler.
+    """
+    import signal
+    import threading
+
+    from lightning.pytorch.trainer.states import TrainerStatus
+
+    hook = _SaveOnInterrupt(path)
+    trainer.callbacks.append(hook)
+    main_thread = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main_thread else None
+    try:
+        yield
+    except SystemExit:
+        if trainer.state.status != TrainerStatus.INTERRUPTED:
+            raise
+        if main_thread and handler is not None:
+            signal.signal(signal.SIGINT, handler)
+        if not hook.saved:
+            raise KeyboardInterrupt() from None
+        config = path.parent.parent / "config.yaml"
+        raise KeyboardInterrupt(f"checkpoint saved to {path}; continue with: c2srt train --config {config} --resume") from None
 
 
 class _ContinuedCsvWriter(ExperimentWriter):
@@ -644,29 +702,30 @@ def fit(cfg: Cfg, *, resume: bool = False, progress: bool = True, **trainer_kwar
     export = out / "model.safetensors"
     resume_step = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["global_step"] if resume else None
     # the Trainer first: it knows this process's rank, and only rank 0 writes files
+    skipped = SkippedImages()
     trainer = build_trainer(
-        cfg, out, callbacks=[_ExportBest(export, cfg)], resume_step=resume_step, enable_progress_bar=progress, **trainer_kwargs
+        cfg, out, callbacks=[_ExportBest(export, cfg), skipped], resume_step=resume_step, enable_progress_bar=progress, **trainer_kwargs
     )
     if trainer.is_global_zero:
         write_run_files(cfg, out)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     model = create_model(cfg.model)
-    dm = C2SRTDataModule(cfg, image_size=model.image_size, mean=model.mean, std=model.std)
+    dm = C2SRTDataModule(cfg, model)
     dm.setup("fit")
     names, seen, _ = _masks(dm.train_set)
     seen_names = [n for n, s in zip(names, seen) if s]
     # under `ddp` the other ranks start inside trainer.fit below: they find rank 0's graph.json
-    graph = prepare_graph(cfg, names, seen_names, out, model)
+    graph = category_graph(cfg, names, seen_names, model, out=out)
     module = C2SRTModule(
         config_to_dict(cfg), names, seen.tolist(), graph.to_dict() if graph is not None else None, model=model
     )
     _logger.info("%s", _run_summary(trainer, dm, seen, out, last if resume else None))
-    with _known_warnings_silenced(resume=resume):
+    with _known_warnings_silenced(resume=resume), checkpoint_on_interrupt(trainer, last):
         trainer.fit(module, datamodule=dm, ckpt_path=str(last) if resume else None)
     if trainer.is_global_zero:
         from .io import write_json
 
-        write_json(out / "metrics.json", json_results(module.last_results))
+        write_json(out / "metrics.json", {**json_results(module.last_results), **skipped.summary(dm)})
         try:
             from .viz import plot_curves
 
@@ -685,18 +744,18 @@ def evaluate_checkpoint(
     model, info = load_checkpoint(checkpoint)
     cfg = dataclasses.replace(cfg or info.cfg, model=info.cfg.model)  # data/eval may differ; the model may not
     out = Path(output_dir or Path(checkpoint).parent)
-    dm = C2SRTDataModule(cfg, image_size=model.image_size, mean=model.mean, std=model.std)
+    dm = C2SRTDataModule(cfg, model)
     dm.setup("test")
     names, seen, _ = _masks(dm.test_set)
-    graph = info.graph
+    graph = None
     if cfg.model.ist.mode != "off":
         from .graph import CategoryGraph
 
-        g = CategoryGraph.from_dict(graph) if graph is not None else None
-        if g is None or any(n not in set(g.labels) for n in names):
-            g = prepare_graph(cfg, names, [n for n, s in zip(names, seen) if s], None, model)
-        graph = g.to_dict()
+        base = CategoryGraph.from_dict(info.graph, where=str(checkpoint)) if info.graph is not None else None
+        seen_names = [n for n, s in zip(names, seen) if s]
+        graph = category_graph(cfg, names, seen_names, model, base=base).to_dict()
     module = C2SRTModule(config_to_dict(cfg), names, seen.tolist(), graph, model=model)
+    skipped = SkippedImages()
     _quiet_lightning()
     trainer = L.Trainer(
         default_root_dir=str(out),
@@ -705,11 +764,12 @@ def evaluate_checkpoint(
         logger=False,
         enable_progress_bar=progress,
         enable_model_summary=False,
+        callbacks=[skipped],
     )
     with _known_warnings_silenced():
         trainer.test(module, datamodule=dm, verbose=False)
     results = module.last_results
     from .io import write_json
 
-    write_json(out / "eval.json", json_results(results))
+    write_json(out / "eval.json", {**json_results(results), **skipped.summary(dm)})
     return results

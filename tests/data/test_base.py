@@ -113,12 +113,49 @@ def test_load_error_names_the_file_and_check_images_finds_broken_ones(tmp_path: 
     truncated = Path(paths[1])
     truncated.write_bytes(truncated.read_bytes()[:60])
     ds = MultiLabelDataset(paths, LABELS[:2], NAMES, SEEN)
-    with pytest.raises(DataError, match="img1.jpg"):
+    with pytest.raises(DataError, match=r"img1.jpg: not a readable image .*\n.*skip_bad"):
         ds[1]
-    problems = check_images(ds, decode=True)
-    assert [p.file for p in problems] == [paths[1]]
-    assert [p.file for p in check_images(ds, decode=False, progress=True)] == [paths[1]]  # verify() sees the cut too
+    problems = check_images(ds)
+    assert [p.file for p in problems] == [paths[1]] and "not a readable image" in problems[0].message
     assert check_images(MultiLabelDataset(paths[:1], LABELS[:1], NAMES, SEEN)) == []
+
+
+def test_images_are_checked_before_use_with_the_listing_line(tmp_path: Path, make_image, bad_images) -> None:
+    expected = bad_images(tmp_path)
+    paths = [str(make_image(tmp_path / "ok.jpg"))] + [str(tmp_path / n) for n in expected]
+    labels = np.ones((len(paths), len(NAMES)), np.int8)
+    sources = [("list.jsonl", i + 1) for i in range(len(paths))]
+    kw = dict(name="toy", split="test", paths=paths, labels=labels, label_names=NAMES, seen_mask=SEEN, sources=sources)
+    assert len(finalize_dataset(**kw)) == len(paths)  # not checked unless asked
+    with pytest.raises(DataError) as info:
+        finalize_dataset(**kw, check_images=True)
+    problems = info.value.problems
+    assert [(p.file, p.line) for p in problems] == sources[1:]  # every image at its listing line
+    for p, (name, word) in zip(problems, expected.items()):
+        assert p.message.startswith(f"{tmp_path / name}: ") and word in p.message
+    ds = finalize_dataset(**kw, check_images=True, skip_bad=True)
+    assert ds.paths == paths[:1] and len(ds.skipped) == 4
+
+
+def test_skip_bad_skips_an_image_that_fails_while_loading(tmp_path: Path, make_image) -> None:
+    """Broken after the check: the next readable row takes its place and the batch names it."""
+    from c2srt.data import collate_samples
+
+    paths = _images(tmp_path, make_image, 3)
+    ds = finalize_dataset(name="toy", split="test", paths=paths, labels=LABELS, label_names=NAMES, seen_mask=SEEN, skip_bad=True)
+    Path(paths[1]).write_bytes(b"")
+    assert ds[0]["skipped"] == [] and ds[0]["index"] == 0
+    sample = ds[1]
+    assert sample["index"] == 2 and sample["skipped"] == [1]
+    assert sample["target"].tolist() == LABELS[2].tolist()  # the row's own target, not the skipped one's
+    batch = collate_samples([ds[0], ds[1], ds[2]])
+    assert batch["index"].tolist() == [0, 2, 2] and batch["skipped"] == [1]
+    assert batch["image"].shape == (3, 3, 8, 8)
+    assert set(collate_samples([{"index": 0}, {"index": 1}])) == {"index"}  # other datasets: torch's collate
+    for p in paths:
+        Path(p).write_bytes(b"")
+    with pytest.raises(DataError, match="no readable image"):
+        ds[0]
 
 
 def test_transform_is_applied(tmp_path: Path, make_image) -> None:

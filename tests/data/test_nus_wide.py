@@ -194,3 +194,31 @@ def test_mkt_refuses_a_malicious_pickle(mkt: Path) -> None:
         pickle.dump({"img_names": Evil()}, fh)
     with pytest.raises(ValueError, match=r"img_names.pkl.*system"):
         build_nus_wide("train", root=str(mkt))
+
+
+def test_mkt_folder_as_mkt_ships_it(mkt: Path) -> None:
+    """MKT's README folder: Concepts925.txt + Concepts81.txt (no TagList1k), the two h5 files, the
+    name pickles and Flickr/; a 0 in the h5 labels is "not annotated", as MKT's AP and loss read it."""
+    import shutil
+
+    import h5py
+
+    shutil.rmtree(mkt / "NUS_WID_Tags")
+    seen925 = ["water", "sky", "tree", "beach"]  # MKT's own order: the h5 columns follow this file
+    (mkt / "Concepts925.txt").write_text("\n".join(seen925) + "\n")
+    (mkt / "label_emb.pt").write_bytes(b"not read")
+    with h5py.File(mkt / "features" / "nus_wide_test.h5", "a") as h5:
+        key = f"{IMAGES[TEST[0]].replace('/', '_')}-labels"
+        row = np.array(h5[key])
+        row[1] = 0
+        del h5[key]
+        h5[key] = row
+    test = build_dataset(DataCfg(name="nus_wide", root=str(mkt)), "test", None)
+    assert test.label_names == seen925 + CONCEPTS and test.seen_mask.tolist() == [True] * 4 + [False] * 3
+    want = _expected(TEST, "test")
+    want[0, 1] = 0  # not annotated: left out of AP, as in MKT
+    np.testing.assert_array_equal(test.dense_labels(), want)
+    strict = build_nus_wide("test", root=str(mkt), zero_label="negative")
+    assert strict.dense_labels()[0, 1] == -1
+    with pytest.raises(ValueError, match="zero_label"):
+        build_nus_wide("test", root=str(mkt), zero_label="maybe")

@@ -69,13 +69,13 @@ def test_build_graph_embedding_with_callable_encoder() -> None:
     unit = base / np.linalg.norm(base, axis=1, keepdims=True)
     sim = unit @ unit.T  # independent similarity computation
 
-    g = build_graph(names, seen=names[:6], source="embedding", encoder=lambda ns: np.stack([emb[n] * 3.0 for n in ns]), relative_cut=0.5, min_strength=0.1)
+    g = build_graph(names, source="embedding", encoder=lambda ns: np.stack([emb[n] * 3.0 for n in ns]), relative_cut=0.5, min_strength=0.1)
     want = _brute_force(sim, 30, 0.5, 0.1, 10)
     for i, n in enumerate(names):
         assert [names.index(m) for m, _ in g.neighbors(n)] == want[i]
         for m, w in g.neighbors(n):
             assert w == pytest.approx(sim[i, names.index(m)])
-    assert g.seen == names[:6] and g.provenance["source"] == "embedding"
+    assert g.seen is None and g.provenance["source"] == "embedding"  # one graph over all (seen-only: test_build.py)
     assert g.provenance["parameters"] == {"relative_cut": 0.5, "min_strength": 0.1, "max_neighbors": 10}
     with pytest.raises(ValueError, match="seen label 'z'"):
         build_graph(names, seen=["z"], encoder=lambda ns: np.eye(len(ns)))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from c2srt.graph import CategoryGraph, read_label_file
+from c2srt.graph import CategoryGraph
 
 LABELS = ["dog", "cat", "ball", "fork", "knife"]
 NBRS = {"dog": [("cat", 0.8), ("ball", 0.5)], "cat": [("dog", 0.7)], "fork": [("knife", 1.0)], "knife": [("fork", 0.9), ("dog", 0.2)]}
@@ -136,15 +136,3 @@ def test_subgraph_and_extend() -> None:
     merged = g.merge(other)
     assert merged.neighbors("cat") == [("dog", 0.7)]  # self wins on a shared pair
     assert merged.provenance["merged"][0]["mode"] == "merge"
-
-
-def test_read_label_file(tmp_path: Path) -> None:
-    path = tmp_path / "labels.txt"
-    path.write_text("\ufeff# COCO subset\ndog\n\n  traffic light  \n# end\ncat\n", encoding="utf-8")
-    assert read_label_file(path) == ["dog", "traffic light", "cat"]
-    path.write_text("dog\ncat\n\ndog\n")
-    with pytest.raises(ValueError, match=r"labels.txt:4: duplicate label 'dog' \(first on line 1\)"):
-        read_label_file(path)
-    path.write_text("# nothing\n\n")
-    with pytest.raises(ValueError, match="no labels"):
-        read_label_file(path)

@@ -61,3 +61,38 @@ def test_permuting_labels_permutes_logits() -> None:
     perm = torch.tensor([3, 0, 5, 1, 4, 2])
     head = MktHead(topk=4)
     torch.testing.assert_close(head(g, patches, text[perm]).logits, head(g, patches, text).logits[:, perm])
+
+
+def test_raw_similarity_is_mkts_formula() -> None:
+    """MKT's models/clip_vit.py, written out: raw tokens through proj, top-16 mean over patches,
+    each stream L2-normalised across the labels, averaged. Nothing is normalised before."""
+    gen = torch.Generator().manual_seed(3)
+    B, N, W, D, K = 3, 40, 24, 16, 7
+    x = torch.randn(B, N + 1, W, generator=gen) * 3  # ln_post output: class token, then patches
+    proj = torch.randn(W, D, generator=gen)
+    text = torch.randn(K, D, generator=gen) * 2  # any scale: the formula does not normalise it
+    pred = x[:, 1:] @ proj  # [B, N, D]
+    dist = x[:, 0] @ proj  # [B, D]
+    s1 = torch.zeros(B, K)
+    for b in range(B):
+        for c in range(K):
+            col = sorted((float(pred[b, n] @ text[c]) for n in range(N)), reverse=True)
+            s1[b, c] = sum(col[:16]) / 16
+    s2 = dist @ text.T
+    ref = (s1 / s1.norm(dim=-1, keepdim=True) + s2 / s2.norm(dim=-1, keepdim=True)) / 2
+    out = MktHead(topk=16, similarity="raw")(dist, pred, text)
+    torch.testing.assert_close(out.logits, ref, rtol=1e-5, atol=1e-6)
+    # and it is not the cosine variant on these inputs
+    assert not torch.allclose(MktHead(topk=16)(dist, pred, text).logits, ref, atol=1e-3)
+
+
+def test_a_block_fused_alone_equals_the_head_on_the_block_labels() -> None:
+    from c2srt.heads.base import fuse_block
+
+    g, patches, text = _inputs(4, K=9)
+    for similarity in ("raw", "cosine"):
+        head = MktHead(topk=4, similarity=similarity)
+        full = head(g, patches, text)
+        block = torch.tensor([7, 2, 5])
+        torch.testing.assert_close(fuse_block(full, block), head(g, patches, text[block]).logits)
+        assert not torch.allclose(full.logits[:, block], head(g, patches, text[block]).logits)

@@ -64,33 +64,37 @@ def test_summary_pairs_seeds_and_breaks_down_by_group():
 
 
 # --- scoring and figures -----------------------------------------------------------------------
-def test_zsl_pass_scores_unseen_labels_alone_and_figures_match_the_metrics():
-    names = ["s1", "s2", "u1", "u2"]
-    unseen = np.array([False, False, True, True])
-    seen_calls = []
+@pytest.mark.parametrize("zero_shot", [False, True])
+def test_evaluate_row_scores_zsl_as_a_pass_over_the_unseen_labels(tmp_path, zero_shot):
+    """Against an independent computation: the model run on the unseen labels alone (ZSL), on all (GZSL)."""
+    from c2srt.config import Cfg, merge_config
+    from c2srt.data.base import build_dataset
+    from c2srt.data.transforms import eval_transform
+    from c2srt.model import create_model
 
-    def score(images, vocabulary):  # row-normalised like MKT's fusion, so the pass matters
-        seen_calls.append(list(vocabulary))
-        raw = images[:, : len(vocabulary)] + torch.arange(len(vocabulary))
-        return raw / raw.norm(dim=1, keepdim=True)
+    torch.manual_seed(0)
+    cfg = merge_config(Cfg(), {"data": {"name": "miniworld", "options": {"n_test": 24}}, "eval": {"batch_size": 10}})
+    model = create_model("test-tiny", head=cfg.model.head, distill=False).eval()  # the head fuses by an L2 norm across the labels scored
+    result = demo.evaluate_row(model, cfg, zero_shot=zero_shot)
 
-    g = torch.Generator().manual_seed(0)
-    images = torch.rand(6, 4, generator=g)
-    dataset = [{"image": images[i]} for i in range(6)]
-    zsl, gzsl = demo.score_test_set(score, dataset, names, unseen, batch_size=4, zsl_from_gzsl=False)
-    assert ["u1", "u2"] in seen_calls and zsl.shape == (6, 2) and gzsl.shape == (6, 4)
-    np.testing.assert_allclose(zsl, score(images, ["u1", "u2"]).numpy(), rtol=1e-6)
-    shared, _ = demo.score_test_set(score, dataset, names, unseen, batch_size=4, zsl_from_gzsl=True)
-    np.testing.assert_allclose(shared, gzsl[:, unseen], rtol=1e-6)
-
-    labels = np.where(np.random.default_rng(0).random((6, 4)) < 0.5, 1, -1)
-    labels[0] = 1  # every column has a positive
-    f = demo.figures(zsl, gzsl, labels, unseen, (1, 2))
-    assert f["zsl/mAP"] == pytest.approx(mean_average_precision(zsl, labels[:, unseen]))
-    assert f["gzsl/mAP"] == pytest.approx(mean_average_precision(gzsl, labels))
-    assert f["zsl/F1@1"] == pytest.approx(topk_prf(zsl, labels[:, unseen], 1)[2])
-    assert f["gzsl/F1@2"] == pytest.approx(topk_prf(gzsl, labels, 2)[2])
-    np.testing.assert_allclose(f["zsl_ap"], average_precision(zsl, labels[:, unseen]))
+    ds = build_dataset(cfg.data, "test", eval_transform(model))
+    images = torch.stack([ds[i]["image"] for i in range(len(ds))])
+    seen = np.asarray(ds.seen_mask)
+    names = ds.label_names
+    unseen_names = [n for n, s in zip(names, seen) if not s]
+    with torch.no_grad():
+        if zero_shot:
+            gzsl = model.zero_shot(images, names).numpy()
+            zsl = gzsl[:, ~seen]
+        else:
+            zsl = model(images, unseen_names).logits.numpy()
+            gzsl = model(images, names).logits.numpy()
+    y = np.asarray(ds.labels)
+    assert result["zsl/mAP"] == pytest.approx(mean_average_precision(zsl, y[:, ~seen]), abs=1e-6)
+    assert result["gzsl/mAP"] == pytest.approx(mean_average_precision(gzsl, y), abs=1e-6)
+    assert result["zsl/F1@3"] == pytest.approx(topk_prf(zsl, y[:, ~seen], 3)[2], abs=1e-6)
+    assert result["gzsl/F1@5"] == pytest.approx(topk_prf(gzsl, y, 5)[2], abs=1e-6)
+    np.testing.assert_allclose(result["zsl_ap"], average_precision(zsl, y[:, ~seen]), atol=1e-6)
 
 
 def test_row_configs_cover_every_row_with_its_own_folder(tmp_path):

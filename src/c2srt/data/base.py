@@ -5,16 +5,19 @@ with values +1 / -1 / 0 (`POSITIVE`, `NEGATIVE`, `IGNORE_LABEL`), the vocabulary
 first, then unseen) and the seen / unseen masks. Training and evaluation code then never needs to
 know where the data came from.
 
-Bad data policy (why): a typo in a label file or a missing image should stop a run *before* a
-day of GPU time, and the error should list every problem at once, each with its file and line,
-so one round of fixes suffices. Readers therefore collect `DataProblem`s and raise a `DataError`
-listing them; with `skip_bad=True` the rows at fault are dropped instead, counted in
-`dataset.skipped` and logged.
+Bad data policy (why): a typo in a label file, a missing or a broken image should stop a run
+*before* a day of GPU time, and the error should list every problem at once, each with its file
+and line, so one round of fixes suffices. Readers therefore collect `DataProblem`s (with
+`check_images`, every image is decoded once too: `data/check.py`) and raise a `DataError` listing
+them; with `skip_bad=True` the rows at fault are dropped instead, counted in `dataset.skipped` and
+logged. An image that still fails while loading (changed since the check, or not checked) then
+stops the run, or with `skip_bad` is skipped: its place in the batch goes to the next readable
+image, and the batch says which image was skipped (`collate_samples`, `"skipped"`), so the trainer
+can count it.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
 import os
@@ -27,6 +30,7 @@ import torch
 from PIL import Image
 
 from ..constants import IGNORE_LABEL, NEGATIVE, POSITIVE
+from ..images import ImageReadError, open_rgb
 from ..registry import Registry
 
 if TYPE_CHECKING:
@@ -36,9 +40,8 @@ _logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "test")
 MAX_PROBLEMS_SHOWN = 50  # problems spelled out in a DataError message; the rest are counted
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+SKIPPED_KEY = "skipped"  # sample / batch key: indices of images skipped while loading (skip_bad)
 _PIXEL_MAX = 255.0  # 8-bit images -> [0, 1] floats when no transform is given
-_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 Transform = Callable[[Image.Image], torch.Tensor]
 
@@ -78,7 +81,11 @@ class DataError(ValueError):
         problems: every problem found, not only the ones shown in the message.
     """
 
-    def __init__(self, problems: Sequence[DataProblem], what: str = "dataset", hint: str | None = None) -> None:
+    def __init__(self, problems: Sequence[DataProblem] | str, what: str = "dataset", hint: str | None = None) -> None:
+        if isinstance(problems, str):  # rebuilt from its message alone (e.g. by a DataLoader worker)
+            self.problems = []
+            super().__init__(problems)
+            return
         self.problems = list(problems)
         n = len(self.problems)
         head = f"{what}: {n} data problem{'s' if n != 1 else ''}"
@@ -128,6 +135,8 @@ class MultiLabelDataset(torch.utils.data.Dataset):
         skipped: problems whose rows were dropped under `skip_bad=True`.
         dropped_without_positive: training rows dropped for having no positive seen label.
         label_ids: dataset-specific ids of the labels (e.g. Open Images MIDs), if any.
+        skip_bad: an image that fails to load is skipped: the sample of the next readable row
+            takes its place and lists it under `"skipped"` (see `collate_samples`).
 
     Shapes:
         sample["image"]: [3, H, W] float; sample["target"]: [K] long in {+1, -1, 0}.
@@ -147,6 +156,7 @@ class MultiLabelDataset(torch.utils.data.Dataset):
         skipped: Sequence[DataProblem] = (),
         dropped_without_positive: int = 0,
         label_ids: Sequence[str] | None = None,
+        skip_bad: bool = False,
     ) -> None:
         super().__init__()
         self.name = name
@@ -179,6 +189,7 @@ class MultiLabelDataset(torch.utils.data.Dataset):
         self.skipped: list[DataProblem] = list(skipped)
         self.dropped_without_positive = int(dropped_without_positive)
         self.label_ids = list(label_ids) if label_ids is not None else None
+        self.skip_bad = bool(skip_bad)
 
     # -- vocabulary ------------------------------------------------------------------------
     @property
@@ -238,18 +249,11 @@ class MultiLabelDataset(torch.utils.data.Dataset):
         """Row `i`'s image as an RGB PIL image.
 
         Raises:
-            DataError: the file is missing or cannot be decoded (the message names it).
+            ImageReadError: the file is missing or cannot be decoded (the message names it and why).
         """
-        path = self.image_path(i)
-        try:
-            with Image.open(path) as img:
-                return img.convert("RGB")
-        except _IMAGE_ERRORS as e:
-            raise DataError([DataProblem(path, None, f"cannot read image ({e})")], what=f"{self.name} {self.split}") from e
+        return open_rgb(self.image_path(i))
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        i = self._check_index(i)
-        img = self.load_image(i)
+    def _sample(self, i: int, img: Image.Image) -> dict[str, Any]:
         if self.transform is not None:
             image = self.transform(img)
         else:
@@ -257,12 +261,49 @@ class MultiLabelDataset(torch.utils.data.Dataset):
         target = torch.from_numpy(self.label_row(i).astype(np.int64))
         return {"image": image, "target": target, "index": i}
 
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        i = self._check_index(i)
+        if not self.skip_bad:
+            try:
+                return self._sample(i, self.load_image(i))
+            except ImageReadError as e:
+                problem = DataProblem(e.path, None, e.reason)
+                raise DataError([problem], what=f"{self.name} ({self.split})", hint=_SKIP_HINT) from e
+        skipped: list[int] = []
+        for j in (*range(i, len(self)), *range(i)):  # the next readable row takes a bad one's place
+            try:
+                img = self.load_image(j)
+            except ImageReadError as e:
+                _logger.warning("skip_bad: skipping %s", e)
+                skipped.append(j)
+                continue
+            return {**self._sample(j, img), SKIPPED_KEY: skipped}
+        raise DataError(
+            [DataProblem(self.image_path(j), None, "unreadable") for j in skipped], what=f"{self.name} ({self.split}): no readable image"
+        )
+
     def __repr__(self) -> str:
         return (
             f"MultiLabelDataset(name={self.name!r}, split={self.split!r}, n={len(self)}, labels={self.num_labels} "
             f"({int(self._seen.sum())} seen, {int(self._unseen.sum())} unseen), "
             f"{'sparse' if self.is_sparse else 'dense'}, skipped={len(self.skipped)})"
         )
+
+
+def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stack samples into a batch (torch's default collate), with `"skipped"` as one flat list.
+
+    Under `skip_bad` a sample lists the rows skipped to reach it (see `MultiLabelDataset`); the
+    batch then carries every skipped row index under `"skipped"`, so the trainer can count them.
+    """
+    from torch.utils.data import default_collate
+
+    if not samples or SKIPPED_KEY not in samples[0]:
+        return default_collate(list(samples))
+    skipped = [j for s in samples for j in s[SKIPPED_KEY]]
+    batch = default_collate([{k: v for k, v in s.items() if k != SKIPPED_KEY} for s in samples])
+    batch[SKIPPED_KEY] = skipped
+    return batch
 
 
 # --------------------------------------------------------------------------- reader helpers
@@ -294,9 +335,66 @@ def _blank_columns(labels: Any, columns: np.ndarray) -> Any:
     return labels
 
 
-def missing_files(paths: Sequence[str], rows: Iterable[int]) -> list[tuple[int, DataProblem]]:
+RowSource = tuple[str, int]  # (listing file, 1-based line) a row was read from
+
+
+def _image_problem(path: str, reason: str, source: RowSource | None) -> DataProblem:
+    """A problem with an image, at its listing line when the row came from one."""
+    if source is None:
+        return DataProblem(path, None, reason)
+    return DataProblem(source[0], source[1], f"{path}: {reason}")
+
+
+def missing_files(
+    paths: Sequence[str], rows: Iterable[int], sources: Sequence[RowSource] | None = None
+) -> list[tuple[int, DataProblem]]:
     """(row, problem) for every listed image that is not a file."""
-    return [(i, DataProblem(paths[i], None, "image file not found")) for i in rows if not os.path.isfile(paths[i])]
+    return [
+        (i, _image_problem(paths[i], "image file not found", sources[i] if sources else None))
+        for i in rows
+        if not os.path.isfile(paths[i])
+    ]
+
+
+def unreadable_images(
+    paths: Sequence[str],
+    rows: Iterable[int],
+    sources: Sequence[RowSource] | None = None,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+) -> list[tuple[int, DataProblem]]:
+    """(row, problem) for every listed image that cannot be decoded (see `data/check.py`; cached)."""
+    from .check import check_image_files
+
+    rows = list(rows)
+    reasons = check_image_files([paths[i] for i in rows], workers=workers, progress=progress)
+    return [
+        (i, _image_problem(paths[i], reason, sources[i] if sources else None))
+        for i, reason in zip(rows, reasons)
+        if reason is not None
+    ]
+
+
+def check_images(
+    dataset: Any, *, workers: int | None = None, progress: bool = False, cache: bool = True
+) -> list[DataProblem]:
+    """Decode every image of a dataset once and report the ones that cannot be read.
+
+    Args:
+        dataset: anything with `__len__` and `image_path(i)`.
+        workers: worker processes (default: the CPUs available).
+        progress: show a progress bar.
+        cache: use (and update) the cached verdicts.
+
+    Returns:
+        One `DataProblem` (file and reason) per unreadable image; empty when all are fine.
+    """
+    from .check import check_image_files
+
+    paths = [str(dataset.image_path(i)) for i in range(len(dataset))]
+    reasons = check_image_files(paths, workers=workers, progress=progress, cache=cache)
+    return [DataProblem(p, None, r) for p, r in zip(paths, reasons) if r is not None]
 
 
 def finalize_dataset(
@@ -311,22 +409,26 @@ def finalize_dataset(
     transform: Transform | None = None,
     skip_bad: bool = False,
     check_files: bool = True,
+    check_images: bool = False,
+    sources: Sequence[RowSource] | None = None,
     label_ids: Sequence[str] | None = None,
 ) -> MultiLabelDataset:
     """Apply the bad-data policy and the training filter, then build the dataset.
 
-    Readers call this last. Steps: check that every image file exists (optional); raise a
-    `DataError` listing all problems, or with `skip_bad` drop the rows at fault; for the training
-    split, blank the unseen columns (they are unknown at training time) and drop the images without
-    a positive seen label, as the published protocols do.
+    Readers call this last. Steps: check that every image file exists (optional) and decodes
+    (optional, cached); raise a `DataError` listing all problems, or with `skip_bad` drop the rows
+    at fault; for the training split, blank the unseen columns (they are unknown at training time)
+    and drop the images without a positive seen label, as the published protocols do.
 
     Args:
         name, split: for messages and the dataset's attributes.
         paths, labels, label_names, seen_mask, label_ids, transform: see `MultiLabelDataset`.
         problems: (row, problem) pairs found by the reader; row None means no row to drop (the
             problem is fatal unless `skip_bad`, and then only logged).
-        skip_bad: drop the rows at fault instead of raising.
+        skip_bad: drop the rows at fault instead of raising; later load failures are skipped too.
         check_files: check that each image file exists (one `stat` per image).
+        check_images: decode every image once (parallel, verdicts cached per file: `data/check.py`).
+        sources: (listing file, line) of each row, so that image problems name the listing line.
 
     Raises:
         DataError: problems were found and `skip_bad` is False.
@@ -340,7 +442,13 @@ def finalize_dataset(
         if row is not None:
             bad[row] = True
     if check_files:
-        found.extend(missing_files(paths, np.flatnonzero(~bad)))
+        found.extend(missing_files(paths, np.flatnonzero(~bad), sources))
+        for row, _ in found:
+            if row is not None:
+                bad[row] = True
+    if check_images:
+        found.extend(unreadable_images(paths, np.flatnonzero(~bad), sources))
+    found.sort(key=lambda rp: (rp[1].file, rp[1].line or 0))  # in file order, as a person fixes them
     if found and not skip_bad:
         raise DataError([p for _, p in found], what=f"{name} ({split})", hint=_SKIP_HINT)
     for row, _ in found:
@@ -378,6 +486,7 @@ def finalize_dataset(
         skipped=[p for _, p in found],
         dropped_without_positive=dropped,
         label_ids=label_ids,
+        skip_bad=skip_bad,
     )
     _logger.info("%r", ds)
     return ds
@@ -399,74 +508,17 @@ def read_lines(path: str | os.PathLike[str], what: str = "file") -> Iterator[tup
                 yield lineno, text
 
 
-def read_name_list(path: str | os.PathLike[str], what: str = "label list") -> list[str]:
-    """Names, one per line (blank lines ignored).
-
-    Raises:
-        FileNotFoundError: no such file. ValueError: a duplicate (naming both lines) or no names.
-    """
-    names: list[str] = []
-    first: dict[str, int] = {}
-    for lineno, text in read_lines(path, what):
-        if text in first:
-            raise ValueError(f"{path}:{lineno}: duplicate name {text!r} (first on line {first[text]})")
-        first[text] = lineno
-        names.append(text)
-    if not names:
-        raise ValueError(f"{path}: empty {what} (one name per line expected)")
-    return names
-
-
-# ------------------------------------------------------------------------------- check images
-def check_images(dataset: Any, *, decode: bool = True, progress: bool = False) -> list[DataProblem]:
-    """Open every image of a dataset and report the ones that cannot be read.
-
-    Args:
-        dataset: anything with `__len__` and `image_path(i)`.
-        decode: also decode the pixels (slower; catches truncated files that `verify` misses).
-        progress: show a tqdm progress bar.
-
-    Returns:
-        One `DataProblem` per unreadable image (empty when all are fine).
-    """
-    indices: Iterable[int] = range(len(dataset))
-    if progress:
-        from tqdm.auto import tqdm
-
-        indices = tqdm(indices, desc="checking images", unit="img")
-    problems: list[DataProblem] = []
-    for i in indices:
-        path = dataset.image_path(i)
-        try:
-            with Image.open(path) as img:
-                img.verify()  # structure only; the image cannot be used afterwards
-            if decode:
-                with Image.open(path) as img:
-                    img.load()
-        except _IMAGE_ERRORS as e:
-            problems.append(DataProblem(str(path), None, f"cannot read image ({type(e).__name__}: {e})"))
-    return problems
-
-
 # ----------------------------------------------------------------------------------- registry
 DATASETS: Registry[Callable[..., Any]] = Registry("dataset")
 
-# Readers that live in their own module, imported when first asked for (importing all of them
-# eagerly would be slow, and a missing optional module must not break the others).
-_READER_MODULES = {
-    "miniworld": "c2srt.miniworld.dataset",  # an application of the library, in its own package
-    "nus_wide": "nus_wide",
-    "open_images": "open_images",
-    "jsonl": "folder",
-    "csv": "folder",
-    "coco": "folder",
-}
+# Readers register themselves when their module is imported; `c2srt.data` imports them all.
 _PIPELINE_ARGS = ("split", "transform")  # given by the caller of build_dataset
-_CFG_ARGS = ("root", "skip_bad")  # given from DataCfg fields, not from options
+_CFG_FLAGS = ("skip_bad", "check_images")  # DataCfg switches passed to the readers that take them
+_CFG_ARGS = ("root", *_CFG_FLAGS)  # given from DataCfg fields, not from options
 
 
 def register_dataset(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator: register a dataset factory `(split, *, transform, [root], [skip_bad], **options)`.
+    """Decorator: register a dataset factory `(split, *, transform, [root], [skip_bad], [check_images], **options)`.
 
     Example:
         >>> @register_dataset("my_data")
@@ -475,32 +527,17 @@ def register_dataset(name: str) -> Callable[[Callable[..., Any]], Callable[..., 
     return DATASETS.register(name)
 
 
-def _import_reader(name: str) -> None:
-    module = _READER_MODULES.get(name)
-    if module is None or name in DATASETS:
-        return
-    full = module if "." in module else f"{__package__}.{module}"
-    try:
-        importlib.import_module(full)
-    except ModuleNotFoundError as e:
-        if e.name != full:
-            raise
-        raise ValueError(f"dataset {name!r} is not available in this installation (module {full} not found)") from e
-
-
 def list_datasets(pattern: str = "*") -> list[str]:
-    """Names of the registered datasets, including those imported on demand."""
-    import fnmatch
-
-    names = set(DATASETS.list()) | set(_READER_MODULES)
-    return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
+    """Names of the registered datasets (wildcards allowed)."""
+    return DATASETS.list(pattern)
 
 
 def build_dataset(cfg: DataCfg, split: str, transform: Transform | None = None) -> Any:
     """Build a split of the dataset `cfg.name` through the registry.
 
     Args:
-        cfg: `DataCfg`: `name`, `root`, `skip_bad` and `options` (keyword arguments of the reader).
+        cfg: `DataCfg`: `name`, `root`, `skip_bad`, `check_images` and `options` (keyword
+            arguments of the reader).
         split: "train" or "test".
         transform: PIL image -> float tensor [3, H, W]; None gives floats in [0, 1].
 
@@ -514,7 +551,6 @@ def build_dataset(cfg: DataCfg, split: str, transform: Transform | None = None) 
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
-    _import_reader(cfg.name)
     if cfg.name not in DATASETS:
         raise ValueError(f"unknown dataset {cfg.name!r}; valid names: {', '.join(list_datasets())}")
     factory = DATASETS.get(cfg.name)
@@ -537,6 +573,7 @@ def build_dataset(cfg: DataCfg, split: str, transform: Transform | None = None) 
             kwargs["root"] = os.path.expanduser(cfg.root)
         elif params["root"].default is inspect.Parameter.empty:
             raise ValueError(f"data.root: dataset {cfg.name!r} needs the folder holding its files")
-    if "skip_bad" in params:
-        kwargs["skip_bad"] = cfg.skip_bad
+    for key in _CFG_FLAGS:
+        if key in params:
+            kwargs[key] = getattr(cfg, key)
     return factory(split, **kwargs)

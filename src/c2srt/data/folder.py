@@ -29,13 +29,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..constants import IGNORE_LABEL, NEGATIVE, POSITIVE
+from ..images import has_image_suffix
+from ..vocabulary import read_label_file
 from .base import (
-    IMAGE_EXTENSIONS,
     DataProblem,
     MultiLabelDataset,
+    RowSource,
     Transform,
     finalize_dataset,
-    read_name_list,
     register_dataset,
 )
 
@@ -142,10 +143,10 @@ def _check_json_row(obj: Any) -> tuple[dict[str, Any] | None, str | None]:
 def _vocabulary(root: Path, seen_file: str, unseen_file: str, listings: Sequence[Path]) -> tuple[list[str], list[str]]:
     """Seen and unseen names; without seen.txt, every listed label of the splits' files not unseen."""
     unseen_path = root / unseen_file
-    unseen = read_name_list(unseen_path, "unseen label list") if unseen_path.is_file() else []
+    unseen = read_label_file(unseen_path, "unseen label list") if unseen_path.is_file() else []
     seen_path = root / seen_file
     if seen_path.is_file():
-        seen = read_name_list(seen_path, "seen label list")
+        seen = read_label_file(seen_path, "seen label list")
     else:
         found: set[str] = set()
         for path in listings:
@@ -172,6 +173,7 @@ def build_listing(
     unseen_file: str = "unseen.txt",
     missing_as: str = "negative",
     check_files: bool = True,
+    check_images: bool = False,
 ) -> MultiLabelDataset:
     """A dataset from a JSONL or CSV listing (see the module docstring for the formats).
 
@@ -187,10 +189,11 @@ def build_listing(
         missing_as: target of vocabulary labels an image does not mention: "negative" (-1, for
             fully annotated data) or "unknown" (0, ignored by the loss and the metrics).
         check_files: check that each image file exists.
+        check_images: decode every image once before use (cached; config: `data.check_images`).
 
     Raises:
         DataError: malformed rows, unknown labels, a label both positive and negative, missing
-            images (each with its file and line), unless `skip_bad`.
+            or unreadable images (each with its file and line), unless `skip_bad`.
     """
     if missing_as not in MISSING_AS:
         raise ValueError(f"data.options.missing_as: {missing_as!r} is not one of {', '.join(MISSING_AS)}")
@@ -208,6 +211,7 @@ def build_listing(
     fill = MISSING_AS[missing_as]
     folder = path.parent
     paths: list[str] = []
+    sources: list[RowSource] = []
     rows: list[np.ndarray] = []
     problems: list[tuple[int | None, DataProblem]] = []
     for lineno, row, error in _read_listing(path):
@@ -236,6 +240,7 @@ def build_listing(
         target[[column[n] for n in row["labels"]]] = POSITIVE
         image = Path(row["image"])
         paths.append(str(image if image.is_absolute() else folder / image))
+        sources.append((str(path), lineno))
         rows.append(target)
     labels = np.stack(rows) if rows else np.zeros((0, len(names)), dtype=np.int8)
     seen_mask = np.arange(len(names)) < len(seen)
@@ -250,6 +255,8 @@ def build_listing(
         transform=transform,
         skip_bad=skip_bad,
         check_files=check_files,
+        check_images=check_images,
+        sources=sources,
     )
 
 
@@ -268,7 +275,7 @@ def _name_group(value: str | Sequence[str] | None, root: Path, what: str) -> lis
             path = root / path
         if not path.is_file():
             raise ValueError(f"data.options.{what}: {value!r} is not a file; give a list of class names or a file of them")
-        return read_name_list(path, f"{what} class list")
+        return read_label_file(path, f"{what} class list")
     return [str(v) for v in value]
 
 
@@ -315,6 +322,7 @@ def build_coco(
     classes_file: str = "classes.txt",
     train_split: str = COCO_SPLITS["train"],
     test_split: str = COCO_SPLITS["test"],
+    check_images: bool = False,
 ) -> MultiLabelDataset:
     """A dataset from a COCO / YOLO label folder (e.g. COCO8), as multi-label targets.
 
@@ -328,6 +336,7 @@ def build_coco(
             keeps the order of `classes.txt`.
         classes_file: class names, line i = class id i.
         train_split, test_split: the sub-folders read for "train" and "test".
+        check_images: decode every image once before use (cached; config: `data.check_images`).
 
     Raises:
         ValueError: an unknown or doubly assigned class name in `seen` / `unseen`.
@@ -335,7 +344,7 @@ def build_coco(
             label file without an image, unless `skip_bad`.
     """
     base = Path(root)
-    classes = read_name_list(base / classes_file, "class list")
+    classes = read_label_file(base / classes_file, "class list")
     seen_names = _name_group(seen, base, "seen")
     unseen_names = _name_group(unseen, base, "unseen")
     for group, what in ((seen_names, "seen"), (unseen_names, "unseen")):
@@ -365,7 +374,7 @@ def build_coco(
     image_dir, label_dir = base / "images" / sub, base / "labels" / sub
     if not image_dir.is_dir():
         raise FileNotFoundError(f"coco: image folder not found: {image_dir}")
-    images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    images = sorted(p for p in image_dir.iterdir() if has_image_suffix(p.name) and p.is_file())
     labels = np.full((len(images), len(names)), NEGATIVE, dtype=np.int8)
     problems: list[tuple[int | None, DataProblem]] = []
     for i, img in enumerate(images):
@@ -393,6 +402,7 @@ def build_coco(
         transform=transform,
         skip_bad=skip_bad,
         check_files=False,  # listed from disk, so they exist
+        check_images=check_images,
     )
 
 

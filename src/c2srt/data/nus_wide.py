@@ -13,9 +13,19 @@ Two on-disk layouts are read:
   Concepts81.txt) and the images under `Flickr/<folder>/<file>.jpg`. The image lists use Windows
   paths (`actor\\0001_2124494179.jpg`, possibly with a `C:\\ImageData\\Flickr\\` prefix); the last
   two components name the image.
-- `mkt`: the MKT / BiAM preparation (`img_names.pkl`, `test_img_names.pkl` and label `.h5` files
-  with one dataset per image, `<name>-labels`), for those who already have it. The pickles are read
-  with the restricted unpickler.
+- `mkt`: the MKT / BiAM preparation, the folder as MKT's README ships it:
+
+      NUS-WIDE/
+        Flickr/<folder>/<file>.jpg       the images
+        features/nus_wide_train.h5       per image `<name>-labels` (925 seen values)
+        features/nus_wide_test.h5        per image `<name>-labels` (1006) and `<name>-labels_81`
+        img_names.pkl, test_img_names.pkl  {"img_names": [...]}, read with the restricted unpickler
+        Concepts925.txt, Concepts81.txt  the seen and unseen label names, in the h5 column order
+        label_emb.pt                     not needed: label embeddings come from the CLIP text tower
+
+  Label values as MKT reads them: 1 positive, -1 negative, 0 not annotated (MKT's AP and ranking
+  loss leave 0 out); `zero_label: negative` reads 0 as negative instead. Without Concepts925.txt
+  the seen labels come from TagList1k.txt as in the official layout.
 """
 
 from __future__ import annotations
@@ -28,7 +38,8 @@ from typing import Sequence
 import numpy as np
 
 from ..constants import IGNORE_LABEL, NEGATIVE, POSITIVE
-from .base import DataProblem, MultiLabelDataset, Transform, finalize_dataset, read_lines, read_name_list, register_dataset
+from ..vocabulary import read_label_file
+from .base import DataProblem, MultiLabelDataset, Transform, finalize_dataset, read_lines, register_dataset
 
 _logger = logging.getLogger(__name__)
 
@@ -39,6 +50,7 @@ _CANDIDATES: dict[str, tuple[str, ...]] = {
     "train_list": ("ImageList/TrainImagelist.txt", "TrainImagelist.txt"),
     "test_list": ("ImageList/TestImagelist.txt", "TestImagelist.txt"),
     "concepts_file": ("Concepts81.txt", "ConceptsList/Concepts81.txt", "NUS_WID_Tags/Concepts81.txt"),
+    "seen_file": ("Concepts925.txt",),  # MKT's folder: the 925 seen labels in its h5 column order
     "tags_file": ("NUS_WID_Tags/TagList1k.txt", "TagList1k.txt"),
     "all_tags_file": ("NUS_WID_Tags/AllTags1k.txt", "AllTags1k.txt"),
     "train_test_labels_dir": ("Groundtruth/TrainTestLabels", "TrainTestLabels"),
@@ -47,6 +59,7 @@ _CANDIDATES: dict[str, tuple[str, ...]] = {
 MKT_NAMES = {"train": "img_names.pkl", "test": "test_img_names.pkl"}
 MKT_H5 = {"train": "features/nus_wide_train.h5", "test": "features/nus_wide_test.h5"}
 MKT_NAMES_KEY = "img_names"  # the key of the dict stored in MKT's pickles
+ZERO_LABELS = {"unknown": IGNORE_LABEL, "negative": NEGATIVE}  # how a 0 in MKT's h5 labels is read
 _PATH_SEPARATORS = re.compile(r"[\\/]+")
 
 
@@ -235,6 +248,11 @@ def _mkt_name_to_key(name: str) -> str:
     return "/".join(["_".join(t[:-2]), f"{t[-2]}_{t[-1]}"]) if len(t) >= 3 else name
 
 
+def _mkt_values(row: np.ndarray, zero: int) -> np.ndarray:
+    """MKT's label values: > 0 positive, < 0 negative, 0 as `zero` (MKT leaves it out)."""
+    return np.where(row > 0, POSITIVE, np.where(row < 0, NEGATIVE, zero)).astype(np.int8)
+
+
 def _read_mkt(
     root: Path,
     split: str,
@@ -245,6 +263,7 @@ def _read_mkt(
     images_dir: Path,
     n_seen: int,
     n_unseen: int,
+    zero: int = IGNORE_LABEL,
 ) -> tuple[list[str], np.ndarray, list[tuple[int | None, DataProblem]]]:
     from ..safe_pickle import safe_load_pickle
 
@@ -279,7 +298,7 @@ def _read_mkt(
                 )
                 continue
             row = np.asarray(h5[key]).reshape(-1)
-            values = np.where(row > 0, POSITIVE, NEGATIVE).astype(np.int8)
+            values = _mkt_values(row, zero)
             if row.size == k:
                 labels[i] = values
             elif row.size == n_seen:
@@ -302,7 +321,7 @@ def _read_mkt(
                             (i, DataProblem(str(h5_path), None, f"dataset {ukey!r} has {urow.size} values, expected {n_unseen}"))
                         )
                         continue
-                    labels[i, n_seen:] = np.where(urow > 0, POSITIVE, NEGATIVE)
+                    labels[i, n_seen:] = _mkt_values(urow, zero)
             else:
                 problems.append(
                     (i, DataProblem(str(h5_path), None, f"dataset {key!r} has {row.size} values, expected {k} or {n_seen}"))
@@ -333,6 +352,9 @@ def build_nus_wide(
     h5_file: str | None = None,
     label_key: str = "{name}-labels",
     unseen_key: str = "{name}-labels_81",
+    seen_file: str | None = None,
+    zero_label: str = "unknown",
+    check_images: bool = False,
 ) -> MultiLabelDataset:
     """NUS-WIDE (925 seen tags / 81 unseen concepts) from the official files or MKT's preparation.
 
@@ -344,6 +366,7 @@ def build_nus_wide(
         layout: "official", "mkt" or "auto" (official when an image list is found, else mkt).
         images_dir: folder of the images (`<images_dir>/<folder>/<file>.jpg`), relative to root.
         check_files: check that each image file exists.
+        check_images: decode every image once before use (cached; config: `data.check_images`).
         image_list, train_list, test_list, concepts_file, tags_file, all_tags_file,
         train_test_labels_dir, all_labels_dir: official files, relative to root (default: the
             distribution's names, searched in the usual places).
@@ -351,7 +374,10 @@ def build_nus_wide(
         h5_file: mkt: label file (default `features/nus_wide_{train,test}.h5`).
         label_key, unseen_key: mkt: dataset names in the h5 file, `{name}` = image name. A label
             vector holds 925 seen or 1006 (seen, then unseen) values; with 925, the test split
-            reads the 81 unseen ones from `unseen_key`. Values > 0 are positive, others negative.
+            reads the 81 unseen ones from `unseen_key`. Values > 0 are positive, < 0 negative.
+        seen_file: mkt: the seen label names in h5 column order (default `Concepts925.txt`; when
+            absent, the seen labels come from TagList1k.txt).
+        zero_label: mkt: how a 0 value is read, "unknown" (as MKT's code does) or "negative".
 
     Raises:
         FileNotFoundError: a required file is missing (naming the paths tried).
@@ -360,6 +386,8 @@ def build_nus_wide(
     """
     if layout not in LAYOUTS:
         raise ValueError(f"data.options.layout: {layout!r} is not one of {', '.join(LAYOUTS)}")
+    if zero_label not in ZERO_LABELS:
+        raise ValueError(f"data.options.zero_label: {zero_label!r} is not one of {', '.join(ZERO_LABELS)}")
     base = Path(root)
     if not base.is_dir():
         raise FileNotFoundError(f"nus_wide: data.root {base} is not a folder")
@@ -371,11 +399,14 @@ def build_nus_wide(
                 f"nus_wide: {base} holds neither the official image lists (ImageList/Imagelist.txt) nor MKT's {MKT_NAMES[split]}"
             )
         layout = "official" if official else "mkt"
-    tags_path = _find(base, tags_file, "tags_file")
-    concepts_path = _find(base, concepts_file, "concepts_file")
-    tags = read_name_list(tags_path, "tag list")
-    concepts = read_name_list(concepts_path, "concept list")
-    seen, unseen = vocabulary(tags, concepts)
+    concepts = read_label_file(_find(base, concepts_file, "concepts_file"), "concept list")
+    seen_path = _find_optional(base, seen_file, "seen_file") if layout == "mkt" else None
+    if seen_path is not None:  # MKT's folder names its seen labels itself, in its h5 column order
+        tags: list[str] = []
+        seen, unseen = read_label_file(seen_path, "seen label list"), list(concepts)
+    else:
+        tags = read_label_file(_find(base, tags_file, "tags_file"), "tag list")
+        seen, unseen = vocabulary(tags, concepts)
     img_root = Path(images_dir) if Path(images_dir).is_absolute() else base / images_dir
     if layout == "official":
         options = {
@@ -389,8 +420,9 @@ def build_nus_wide(
         paths, labels, problems = _read_official(base, split, options, img_root, seen, unseen, tags)
     else:
         paths, labels, problems = _read_mkt(
-            base, split, names_file, h5_file, label_key, unseen_key, img_root, len(seen), len(unseen)
-        )
+            base, split, names_file, h5_file, label_key, unseen_key, img_root, len(seen), len(unseen),
+            ZERO_LABELS[zero_label],
+        )  # fmt: skip
     names = seen + unseen
     return finalize_dataset(
         name="nus_wide",
@@ -403,4 +435,5 @@ def build_nus_wide(
         transform=transform,
         skip_bad=skip_bad,
         check_files=check_files,
+        check_images=check_images,
     )

@@ -171,6 +171,7 @@ def build_open_images(
     labels_file: str | None = None,
     image_pattern: str = DEFAULT_IMAGE_PATTERN,
     check_files: bool = True,
+    check_images: bool = False,
 ) -> MultiLabelDataset:
     """Open Images v4 (7,186 seen / 400 unseen) from the official CSVs, with sparse labels.
 
@@ -188,6 +189,7 @@ def build_open_images(
         image_pattern: image path relative to root; `{split}` and `{image_id}` are filled in
             (e.g. "{split}/{image_id[0]}/{image_id}.jpg" for sharded folders).
         check_files: check that each image file exists.
+        check_images: decode every image once before use (cached; config: `data.check_images`).
 
     Raises:
         FileNotFoundError: a required file is missing (naming the paths tried).
@@ -298,5 +300,6 @@ def build_open_images(
         transform=transform,
         skip_bad=skip_bad,
         check_files=check_files,
+        check_images=check_images,
         label_ids=mids,
     )

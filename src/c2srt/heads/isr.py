@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..constants import DEFAULT_EPS
-from .base import HeadOutput, fuse_scores, label_chunks, normalize_inputs, region_feature, register_head
+from .base import HeadOutput, check_similarity, fuse_scores, label_chunks, prepare_inputs, region_feature, register_head
 
 DEFAULT_TAU = 0.02  # softmax temperature over patch-label cosine similarities
 
@@ -114,6 +114,8 @@ class IsrHead(nn.Module):
     Args:
         alpha, k_min, k_max, tau, pool: as in `select_patches`.
         label_chunk: labels processed at once; bounds the [B, N, K] intermediates.
+        similarity: "cosine" (the default, and C2SRT's: `tau` is a temperature on cosines in
+            [-1, 1]) or "raw" (MKT's unnormalised dot products; `tau` must then be rescaled).
     """
 
     def __init__(
@@ -125,10 +127,12 @@ class IsrHead(nn.Module):
         tau: float = DEFAULT_TAU,
         pool: str = "weighted",
         label_chunk: int = 2048,
+        similarity: str = "cosine",
     ) -> None:
         super().__init__()
         self.alpha, self.k_min, self.k_max, self.tau, self.pool = alpha, k_min, k_max, tau, pool
         self.label_chunk = label_chunk
+        self.similarity = check_similarity(similarity)
         select_patches(torch.zeros(1, 1, 1), alpha, k_max, k_min, tau, pool=pool)  # validate once
 
     def reset_parameters(self) -> None:  # no parameters: nothing is tied to a label index
@@ -143,7 +147,7 @@ class IsrHead(nn.Module):
         return_weights: bool = False,
         need_features: bool = False,
     ) -> HeadOutput:
-        g, patches, text = normalize_inputs(g, patches, text)
+        g, patches, text = prepare_inputs(g, patches, text, similarity=self.similarity)
         local, f_img, counts, weights = [], [], [], []
         for sl in label_chunks(text.shape[0], self.label_chunk):
             sim = torch.einsum("bnd,kd->bkn", patches, text[sl])  # [B, N, D] x [Kc, D] -> [B, Kc, N]
@@ -155,19 +159,31 @@ class IsrHead(nn.Module):
             if return_weights:
                 weights.append(w.transpose(1, 2))  # [B, Kc, N] -> [B, N, Kc]
         glob = torch.einsum("bd,kd->bk", g, text)  # [B, D] x [K, D] -> [B, K]
+        loc = torch.cat(local, 1)
         return HeadOutput(
-            fuse_scores(torch.cat(local, 1), glob),
+            fuse_scores(loc, glob),
+            local=loc,
+            glob=glob,
             f_img=torch.cat(f_img, 1) if need_features else None,
             counts=torch.cat(counts, 1),
             weights=torch.cat(weights, 2) if return_weights else None,
         )
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, k_min={self.k_min}, k_max={self.k_max}, tau={self.tau}, pool={self.pool}"
+        return (
+            f"alpha={self.alpha}, k_min={self.k_min}, k_max={self.k_max}, tau={self.tau}, pool={self.pool}, "
+            f"similarity={self.similarity}"
+        )
 
 
 @register_head("isr")
 def build_isr(cfg, embed_dim: int) -> IsrHead:  # noqa: ARG001 (the head is width-agnostic)
     return IsrHead(
-        alpha=cfg.alpha, k_min=cfg.k_min, k_max=cfg.k_max, tau=cfg.tau, pool=cfg.pool, label_chunk=cfg.label_chunk
+        alpha=cfg.alpha,
+        k_min=cfg.k_min,
+        k_max=cfg.k_max,
+        tau=cfg.tau,
+        pool=cfg.pool,
+        label_chunk=cfg.label_chunk,
+        similarity=cfg.similarity,
     )

@@ -8,7 +8,10 @@ He et al., AAAI 2023 (arXiv:2207.01887).
     s^{glob}_{bc} = \langle g_b, t_c \rangle, \quad
     y_b = \tfrac12 \left( \frac{s^{loc}_b}{\lVert s^{loc}_b \rVert} + \frac{s^{glob}_b}{\lVert s^{glob}_b \rVert} \right)
 
-with every embedding L2-normalised and each score vector normalised across the K labels scored.
+and each score vector normalised across the K labels scored. Two choices of F, g (`similarity`):
+"raw", MKT's own formula (`models/clip_vit.py` of sunanhe/MKT: `pred = x[:, 1:] @ proj`,
+`dist = x[:, 0] @ proj`, top-k mean of `pred @ T^T` over patches, `dist @ T^T`), and "cosine",
+every embedding L2-normalised first (the patches then weigh the same whatever their norm).
 The same k patches are pooled for every label of every image: the fixed number that ISR replaces.
 """
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import HeadOutput, fuse_scores, label_chunks, normalize_inputs, region_feature, register_head
+from .base import HeadOutput, check_similarity, fuse_scores, label_chunks, prepare_inputs, region_feature, register_head
 
 
 def topk_patch_weights(sim: torch.Tensor, k: int) -> torch.Tensor:
@@ -43,14 +46,16 @@ class MktHead(nn.Module):
     Args:
         topk: patches averaged per label (k = 16 in MKT).
         label_chunk: labels processed at once; bounds the [B, N, K] intermediates.
+        similarity: "raw" (MKT's formula) or "cosine" (see `heads.base.prepare_inputs`).
     """
 
-    def __init__(self, *, topk: int = 16, label_chunk: int = 2048) -> None:
+    def __init__(self, *, topk: int = 16, label_chunk: int = 2048, similarity: str = "cosine") -> None:
         super().__init__()
         if topk < 1:
             raise ValueError(f"topk must be >= 1, got {topk}")
         self.topk = topk
         self.label_chunk = label_chunk
+        self.similarity = check_similarity(similarity)
 
     def reset_parameters(self) -> None:  # no parameters: nothing is tied to a label index
         pass
@@ -64,7 +69,7 @@ class MktHead(nn.Module):
         return_weights: bool = False,
         need_features: bool = False,
     ) -> HeadOutput:
-        g, patches, text = normalize_inputs(g, patches, text)
+        g, patches, text = prepare_inputs(g, patches, text, similarity=self.similarity)
         k = min(self.topk, patches.shape[1])
         local, f_img, weights = [], [], []
         for sl in label_chunks(text.shape[0], self.label_chunk):
@@ -79,19 +84,22 @@ class MktHead(nn.Module):
             else:  # scoring only: no weight tensor needed
                 local.append(sim.topk(k, dim=-1).values.mean(-1))  # [B, Kc, k] -> [B, Kc]
         glob = torch.einsum("bd,kd->bk", g, text)  # [B, D] x [K, D] -> [B, K]
-        logits = fuse_scores(torch.cat(local, 1), glob)
+        loc = torch.cat(local, 1)
+        logits = fuse_scores(loc, glob)
         counts = torch.full(logits.shape, k, dtype=torch.long, device=logits.device)
         return HeadOutput(
             logits,
+            local=loc,
+            glob=glob,
             f_img=torch.cat(f_img, 1) if need_features else None,
             counts=counts,
             weights=torch.cat(weights, 2) if return_weights else None,
         )
 
     def extra_repr(self) -> str:
-        return f"topk={self.topk}"
+        return f"topk={self.topk}, similarity={self.similarity}"
 
 
 @register_head("mkt")
 def build_mkt(cfg, embed_dim: int) -> MktHead:  # noqa: ARG001 (the head is width-agnostic)
-    return MktHead(topk=cfg.topk, label_chunk=cfg.label_chunk)
+    return MktHead(topk=cfg.topk, label_chunk=cfg.label_chunk, similarity=cfg.similarity)

@@ -97,106 +97,82 @@ def row_config(
 # ---------------------------------------------------------------------------------------------
 # The category graph: shipped, cached or built
 # ---------------------------------------------------------------------------------------------
+GRAPH_POLICY = "seen, then extended"  # c2srt.graph.prepare_graph: built over the seen labels, unseen linked in
+
+
 def graph_key(names: list[str], seen: list[str], source: str, candidates: int, max_neighbors: int) -> str:
-    """What a demo graph depends on: its vocabulary, split, source and cut (the model and prompt
-    that built it are in its provenance; a newer prompt does not make the shipped graph wrong)."""
-    blob = json.dumps([names, seen, source, candidates, max_neighbors])
+    """What a demo graph depends on: its vocabulary, split, source, cut and how it is built (the
+    model and prompt are in its provenance; a newer prompt does not make the shipped graph wrong)."""
+    blob = json.dumps([names, seen, source, candidates, max_neighbors, GRAPH_POLICY])
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def demo_graph(names: list[str], seen: list[str], *, source: str, candidates: int, max_neighbors: int, cache_dir: Path | None) -> Path:
+def demo_graph(names: list[str], seen: list[str], *, cfg: Any, cache_dir: Path | None) -> Path:
     """The category graph of the mini-world vocabulary: the shipped file when its key matches,
-    else the cached one, else built now (the local language model for "llm") and cached."""
-    from ..graph import CategoryGraph, build_graph
-    from .pretrain import cache_root
+    else the cached one, else built now by `c2srt.graph.prepare_graph` (the local language model
+    for source "llm") and cached.
 
-    key = graph_key(names, seen, source, candidates, max_neighbors)
-    shipped = Path(str(resources.files("c2srt.miniworld") / "assets" / GRAPH_ASSET.format(source=source)))
+    Args:
+        cfg: the `GraphCfg` (source, candidates, cut).
+    """
+    from ..graph import CategoryGraph, prepare_graph
+    from .pretrain import miniworld_cache
+
+    key = graph_key(names, seen, cfg.source, cfg.candidates, cfg.max_neighbors)
+    shipped = Path(str(resources.files("c2srt.miniworld") / "assets" / GRAPH_ASSET.format(source=cfg.source)))
     if shipped.is_file() and CategoryGraph.load(shipped).provenance.get("miniworld_key") == key:
         return shipped
-    cached = cache_root(cache_dir) / f"miniworld-graph-{source}-{key}.json"
+    cached = miniworld_cache(cache_dir) / f"miniworld-graph-{cfg.source}-{key}.json"
     if cached.is_file() and CategoryGraph.load(cached).provenance.get("miniworld_key") == key:
         return cached
     t0 = time.time()
-    graph = build_graph(names, seen=seen, source=source, candidates=candidates, max_neighbors=max_neighbors, cache_dir=cache_dir)
+    graph = prepare_graph(names, seen=seen, cfg=dataclasses.replace(cfg, path=None))
     graph.provenance["miniworld_key"] = key
     graph.save(cached)
-    _logger.info("category graph (%s) of %d labels built in %.0f s: %s", source, len(names), time.time() - t0, cached)
+    _logger.info("category graph (%s) of %d labels built in %.0f s: %s", cfg.source, len(names), time.time() - t0, cached)
     return cached
 
 
 # ---------------------------------------------------------------------------------------------
 # Scoring and figures
 # ---------------------------------------------------------------------------------------------
-Scorer = Callable[[torch.Tensor, list[str]], torch.Tensor]  # images [B, 3, H, W], names -> scores [B, K]
-
-
 @torch.no_grad()
-def score_test_set(score: Scorer, dataset: Any, names: list[str], unseen: np.ndarray, *, batch_size: int, zsl_from_gzsl: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Scores of every test scene in the two passes of the protocol.
+def evaluate_row(model: Any, cfg: Cfg, *, graph: Any = None, zero_shot: bool = False) -> dict[str, Any]:
+    """Figures of one row on the test split of `cfg.data`, scored as validation and `c2srt eval`
+    score (`C2SRT.score_blocks` into a `BlockwiseEvaluator`: ZSL from a pass over the unseen labels
+    alone, GZSL over all), and the AP of every unseen label in the ZSL pass (for the breakdown).
 
-    ZSL: a pass over the unseen labels alone, so every normalisation across labels runs over those
-    labels only; with `zsl_from_gzsl` (IST models: their scores are per-node cosines, not normalised
-    across labels, and seen nodes must still send messages) the unseen columns of the GZSL pass.
+    Args:
+        model: a C2SRT model.
+        cfg: the row's config (test split, batch size, protocol, top-k).
+        graph: the category graph (IST models).
+        zero_shot: score with CLIP's cos(g, t) instead of the heads.
 
     Returns:
-        zsl float32 [N, U], gzsl float32 [N, K].
+        Fractions: `zsl/mAP`, `zsl/F1@3`, ..., `gzsl/...`, and `zsl_ap` (one AP per unseen label).
     """
-    unseen_names = [n for n, u in zip(names, unseen) if u]
-    zsl, gzsl = [], []
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    for batch in loader:
-        full = score(batch["image"], names).float()  # [B, K]
-        gzsl.append(full)
-        zsl.append(full[:, torch.as_tensor(unseen)] if zsl_from_gzsl else score(batch["image"], unseen_names).float())
-    return torch.cat(zsl).numpy(), torch.cat(gzsl).numpy()
-
-
-def figures(zsl: np.ndarray, gzsl: np.ndarray, labels: np.ndarray, unseen: np.ndarray, topk: tuple[int, ...]) -> dict[str, Any]:
-    """mAP and F1@K of both passes (fractions), and the AP of every unseen label in the ZSL pass."""
-    from ..evaluate import evaluate
-    from ..metrics import average_precision
-
-    y_unseen = labels[:, unseen]
-    only_unseen = np.zeros(int(unseen.sum()), dtype=bool)
-    z = evaluate(zsl, y_unseen, "generic", seen_mask=only_unseen, topk=topk, blocks=("zsl",))
-    g = evaluate(gzsl, labels, "generic", seen_mask=~unseen, topk=topk, blocks=("gzsl",))
-    out: dict[str, Any] = {k: float(v) for k, v in {**z, **g}.items() if k.split("/")[-1] in ("mAP",) or "@" in k}
-    out["zsl_ap"] = average_precision(zsl, y_unseen).tolist()
-    return out
-
-
-def model_scorer(model: Any, graph: Any) -> Scorer:
-    """A C2SRT model as a scorer, one label set per vocabulary (built once)."""
-    sets: dict[tuple[str, ...], Any] = {}
-
-    def score(images: torch.Tensor, names: list[str]) -> torch.Tensor:
-        key = tuple(names)
-        if key not in sets:
-            sets[key] = model.label_set(names, graph if model.ist is not None else None)
-        return model(images, sets[key]).logits
-
-    return score
-
-
-def global_scorer(model: Any) -> Scorer:
-    """CLIP zero-shot on the global embedding alone: cos(g, t)."""
-    return lambda images, names: model.zero_shot(images, names)
-
-
-def evaluate_row(model: Any, cfg: Cfg, *, graph: Any, scorer: str = "model") -> dict[str, Any]:
-    """Figures of one model on the test split of `cfg.data` (the same code for every row)."""
     from ..data.base import build_dataset
-    from ..data.transforms import build_transform
+    from ..data.transforms import eval_transform
+    from ..evaluate import BlockwiseEvaluator
+    from ..metrics import average_precision
+    from ..model import LabelSet
 
     model.eval()
-    tf = build_transform(model.image_size, model.mean, model.std, train=False, rand_augment=False)
-    ds = build_dataset(cfg.data, "test", tf)
+    ds = build_dataset(cfg.data, "test", eval_transform(model))
     names = list(ds.label_names)
-    unseen = np.asarray(ds.unseen_mask, dtype=bool)
-    score = global_scorer(model) if scorer == "global" else model_scorer(model, graph)
-    zsl, gzsl = score_test_set(score, ds, names, unseen, batch_size=cfg.eval.batch_size, zsl_from_gzsl=scorer == "model" and model.ist is not None)
-    return figures(zsl, gzsl, np.asarray(ds.labels), unseen, tuple(cfg.eval.topk))
+    seen = np.asarray(ds.seen_mask, dtype=bool)
+    labels = LabelSet(names, model.label_encoder.encode_labels(names)) if zero_shot else model.label_set(names, graph)
+    loader = torch.utils.data.DataLoader(ds, batch_size=cfg.eval.batch_size, shuffle=False)
+    zsl = []
+    with BlockwiseEvaluator(cfg.eval.protocol, seen, ~seen, topk=tuple(cfg.eval.topk), empty=cfg.eval.empty) as ev:
+        blocks = {b.value: torch.as_tensor(c) for b, c in ev.columns.items()}
+        for batch in loader:
+            out = {k: v.float() for k, v in model.score_blocks(batch["image"], labels, blocks, zero_shot=zero_shot).items()}
+            ev.update(out, batch["target"])
+            zsl.append(out["zsl"])
+        figures = {k: float(v) for k, v in ev.compute().items() if k.startswith(("zsl/", "gzsl/")) and ("mAP" in k or "@" in k)}
+    figures["zsl_ap"] = average_precision(torch.cat(zsl).numpy(), np.asarray(ds.labels)[:, ~seen]).tolist()
+    return figures
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,13 +328,10 @@ def run_demo(
         groups = _groups(report)
         timings["world_report_s"] = time.time() - t0
 
-        base = base_config(spec, quick=quick)
-        source = graph_source or base["graph"]["source"]
+        graph_cfg = merge_config(Cfg(), {"graph": base_config(spec, quick=quick)["graph"]}).graph
+        source = graph_source or graph_cfg.source
         t0 = time.time()
-        graph_path = demo_graph(
-            world.label_names, world.seen_names, source=source, candidates=base["graph"]["candidates"],
-            max_neighbors=base["graph"]["max_neighbors"], cache_dir=cache_dir,
-        )  # fmt: skip
+        graph_path = demo_graph(world.label_names, world.seen_names, cfg=dataclasses.replace(graph_cfg, source=source), cache_dir=cache_dir)
         graph = CategoryGraph.load(graph_path)
         timings["graph_s"] = time.time() - t0
 
@@ -376,7 +349,7 @@ def run_demo(
                 )  # fmt: skip
                 if row in spec["zero_shot"]:
                     model = create_model(dataclasses.replace(cfg.model, distill=False), teacher=False)
-                    result = evaluate_row(model, cfg, graph=None, scorer=row.get("scorer", "model"))
+                    result = evaluate_row(model, cfg, zero_shot=row.get("scorer") == "global")
                 else:
                     export = fit(cfg, progress=False)
                     model, info = load_checkpoint(export)
@@ -461,14 +434,13 @@ def region_pictures(model_path: Path, out_dir: Path, *, n_images: int = PICTURE_
     """Per-label selected patches of a fine-tuned model on a few test scenes, one PNG per scene."""
     from ..checkpoint import load_checkpoint
     from ..data.base import build_dataset
-    from ..data.transforms import build_transform
+    from ..data.transforms import eval_transform
     from ..graph import CategoryGraph
     from ..viz import region_heatmaps
 
     model, info = load_checkpoint(model_path)
     model.eval()
-    tf = build_transform(model.image_size, model.mean, model.std, train=False, rand_augment=False)
-    ds = build_dataset(info.cfg.data, "test", tf)
+    ds = build_dataset(info.cfg.data, "test", eval_transform(model))
     names = list(ds.label_names)
     seen = np.asarray(ds.seen_mask, dtype=bool)
     graph = CategoryGraph.from_dict(info.graph) if info.graph is not None else None

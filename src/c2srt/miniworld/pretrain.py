@@ -44,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..optim import param_groups, warmup_cosine_scheduler
 from .captions import caption_phrases
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,7 +63,7 @@ PHRASE_TAU = 0.1  # attention pooling temperature over patches (cosine units)
 PHRASE_INIT_SCALE, PHRASE_INIT_BIAS = 10.0, -10.0  # SigLIP's initial sigmoid scale and bias
 TEXT_BATCH = 256  # texts per MiniLM forward
 WEIGHT_DECAY = 0.05
-WARMUP_FRACTION = 0.05  # of the steps
+WARMUP_FRACTION = 0.05  # of the steps, linear from 0 (c2srt.optim.warmup_cosine)
 MIN_LR_FRACTION = 0.01  # cosine floor, relative to the peak
 FLIP_P = 0.5
 
@@ -219,19 +220,6 @@ def quarter_embeddings(patches: torch.Tensor, grid: int) -> torch.Tensor:
     return q.mean((2, 4)).reshape(m * 4, d)  # [M, row, col, D] -> [4M, D]
 
 
-def _lr_lambda(steps: int) -> Callable[[int], float]:
-    """Linear warm-up from 0 over WARMUP_FRACTION of the steps, then a half cosine to MIN_LR_FRACTION."""
-    warm = max(1, round(WARMUP_FRACTION * steps))
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return step / warm
-        t = min(1.0, (step - warm) / max(1, steps - warm))
-        return MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * t))
-
-    return factor
-
-
 def _phrase_table(captions: list[str]) -> tuple[list[str], list[list[int]]]:
     """Distinct phrases of all captions, and each caption's phrase ids."""
     index: dict[str, int] = {}
@@ -295,11 +283,10 @@ def pretrain_clip(
     model.to(device)
     phrase_scale = torch.nn.Parameter(torch.tensor(math.log(PHRASE_INIT_SCALE), device=device))
     phrase_bias = torch.nn.Parameter(torch.tensor(PHRASE_INIT_BIAS, device=device))
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2] + [phrase_scale, phrase_bias]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.steps))
+    named = [*model.named_parameters(), ("phrase_scale", phrase_scale), ("phrase_bias", phrase_bias)]
+    opt = torch.optim.AdamW(param_groups(named, lr=cfg.lr, weight_decay=WEIGHT_DECAY), lr=cfg.lr)
+    warmup = max(1, round(WARMUP_FRACTION * cfg.steps))
+    sched = warmup_cosine_scheduler(opt, warmup_steps=warmup, total_steps=cfg.steps, lr=cfg.lr, min_lr=cfg.lr * MIN_LR_FRACTION)
 
     x_all = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # [N, H, W, 3] -> [N, 3, H, W] uint8
     mean, std = torch.tensor(bundle.mean, device=device), torch.tensor(bundle.std, device=device)
@@ -410,11 +397,11 @@ def shipped_weights() -> Path:
     return Path(str(resources.files("c2srt.miniworld") / "assets" / SHIPPED))
 
 
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    """The mini-world's folder under the c2srt cache root."""
-    from ..graph.llm import resolve_cache_dir
+def miniworld_cache(cache_dir: str | Path | None = None) -> Path:
+    """The mini-world's folder under the c2srt cache root (`c2srt.io.cache_root`)."""
+    from ..io import cache_root
 
-    return resolve_cache_dir(cache_dir) / CACHE_SUBDIR
+    return cache_root(cache_dir) / CACHE_SUBDIR
 
 
 def load_stand_in(
@@ -447,11 +434,11 @@ def load_stand_in(
         if shipped.is_file() and read_meta(shipped).get("recipe_hash") == key:
             _logger.debug("mini-world CLIP: shipped weights %s", shipped)
             return shipped, read_meta(shipped)
-        cached = cache_root(cache_dir) / f"{cfg.stem()}.safetensors"
+        cached = miniworld_cache(cache_dir) / f"{cfg.stem()}.safetensors"
         if cached.is_file() and read_meta(cached).get("recipe_hash") == key:
             _logger.debug("mini-world CLIP: cached weights %s", cached)
             return cached, read_meta(cached)
-    path = cache_root(cache_dir) / f"{cfg.stem()}.safetensors"
+    path = miniworld_cache(cache_dir) / f"{cfg.stem()}.safetensors"
     _logger.info("pretraining the mini-world CLIP (%d steps on %d web photos) into %s", cfg.steps, cfg.n_web, path)
     t0 = time.time()
     history: list[dict[str, float]] = []
