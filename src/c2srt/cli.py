@@ -73,15 +73,20 @@ def _load_cfg(args: argparse.Namespace):
 
 # --------------------------------------------------------------------------- verbs
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .miniworld.demo import run_demo
 
-    run_demo(
+    report = run_demo(
         output_dir=Path(args.output_dir),
         quick=args.quick,
         seeds=args.seeds,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         graph_source=args.graph_source,
+        pretrain=args.pretrain,
+        on_progress=lambda line: print(line, flush=True),
     )
+    print()
+    print(report["table"])
+    print(f"\nresults: {Path(args.output_dir) / 'results.json'} (world report: world.json); total {report['timings_s']['total_s']:.0f} s")
     return 0
 
 
@@ -288,10 +293,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the mini-world benchmark: the whole method end to end, offline")
     p.add_argument("--output-dir", default="runs/demo", help="where tables, JSON and pictures go")
-    p.add_argument("--quick", action="store_true", help="a small version (about 2 minutes)")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds to average over (default: 0)")
+    p.add_argument("--quick", action="store_true", help="a small version (noise-level numbers, about 2 minutes)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds: each gives intervals and paired differences (default: 0)")
     p.add_argument("--cache-dir", help="cache of the pretrained mini-world CLIP and the LLM")
     p.add_argument("--graph-source", choices=("llm", "embedding"), default=None, help="category graph source")
+    p.add_argument("--pretrain", action="store_true", help="rebuild the CLIP stand-in instead of using the shipped weights")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", help="fine-tune C2SRT or MKT as a YAML config says")

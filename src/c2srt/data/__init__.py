@@ -4,7 +4,7 @@ Each reader module registers its names in `DATASETS` when imported; this package
 (about 50 ms), so every registered name is available once `c2srt.data` is imported.
 """
 
-from . import folder, miniworld, nus_wide, open_images  # noqa: F401  (each registers its readers)
+from . import folder, nus_wide, open_images  # noqa: F401  (each registers its readers)
 from .base import (
     DATASETS,
     SPLITS,
@@ -18,6 +18,10 @@ from .base import (
     register_dataset,
 )
 from .transforms import build_transform, normalization
+
+# The mini-world is an application of the library (its own package); its benchmark scenes register
+# as "miniworld" here, so configs with `data.name: miniworld` work wherever c2srt.data is imported.
+from ..miniworld import dataset as _miniworld  # noqa: E402, F401  (after .base: it registers into DATASETS)
 
 __all__ = [
     "DATASETS",

@@ -1,0 +1,467 @@
+"""`c2srt demo`: the paper's ablation on the mini-world, offline, on a laptop CPU, with its uncertainty.
+
+One run: the shipped (or cached, or rebuilt) CLIP stand-in and category graph, the world report,
+then per seed two zero-shot rows and six fine-tuned rows (seen labels only), each scored on the
+test scenes in two passes: ZSL over the unseen labels alone, GZSL over all labels. Over several
+seeds every figure gets a mean and a 95 % t-interval, every row a paired difference against the
+reference row (MKT + distill), and ZSL mAP a breakdown by label group (small / large, correlated /
+uncorrelated: docs/MINIWORLD.md). No printing here: the caller gets one progress message per row
+through `on_progress` and the report (tables included) as the return value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import time
+import warnings
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from ..config import Cfg, merge_config
+from ..constants import POSITIVE
+
+_logger = logging.getLogger(__name__)
+
+COLUMNS = ("zsl/mAP", "zsl/F1@3", "zsl/F1@5", "gzsl/mAP", "gzsl/F1@3", "gzsl/F1@5")
+PAIRED_COLUMNS = ("zsl/mAP", "zsl/F1@3", "gzsl/mAP", "gzsl/F1@3")
+GROUPS = ("small", "large", "correlated", "uncorrelated")  # ZSL mAP breakdown
+CONFIDENCE = 0.95
+PICTURE_IMAGES = 4  # test scenes drawn with their selected regions
+PICTURE_LABELS = 7  # most labels drawn per scene
+GRAPH_ASSET = "miniworld-graph-{source}.json"  # shipped graphs, keyed by `graph_key`
+
+
+# ---------------------------------------------------------------------------------------------
+# Spec and configs
+# ---------------------------------------------------------------------------------------------
+def load_demo_spec() -> dict[str, Any]:
+    """The benchmark definition (c2srt/miniworld/demo.yaml): base config, rows, quick settings."""
+    import yaml
+
+    return yaml.safe_load((resources.files("c2srt.miniworld") / "demo.yaml").read_text())
+
+
+def slug(name: str) -> str:
+    """A folder name for a row: "C2SRT (full)" -> "c2srt_full"."""
+    out = "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
+    while "__" in out:
+        out = out.replace("__", "_")
+    return out
+
+
+def _deep_update(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        out[k] = _deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def base_config(spec: dict[str, Any], *, quick: bool) -> dict[str, Any]:
+    return _deep_update(spec["base"], spec.get("quick", {})) if quick else copy.deepcopy(spec["base"])
+
+
+def row_config(
+    spec: dict[str, Any], row: dict[str, Any], output_dir: Path, *, quick: bool, seed: int, pretrained: str, graph_path: str | None, curves: bool = True
+) -> Cfg:
+    """The resolved config of one row and seed (its own output folder).
+
+    `curves=False` skips the validation passes during fine-tuning (they only draw the learning
+    curves, which the demo shows for its first seed); the row's figures come from `evaluate_row`.
+    """
+    data = _deep_update(base_config(spec, quick=quick), {k: v for k, v in row.items() if k not in ("name", "scorer")})
+    if not curves:
+        data = _deep_update(data, {"train": {"val_every": 0}})
+    data = _deep_update(
+        data,
+        {
+            "seed": seed,
+            "output_dir": str(output_dir / slug(row["name"]) / f"seed{seed}"),
+            "model": {"pretrained": pretrained},
+            "data": {"options": {"seed": seed}},
+            "graph": {"path": graph_path},
+        },
+    )
+    return merge_config(Cfg(), data)
+
+
+# ---------------------------------------------------------------------------------------------
+# The category graph: shipped, cached or built
+# ---------------------------------------------------------------------------------------------
+GRAPH_POLICY = "seen, then extended"  # c2srt.graph.prepare_graph: built over the seen labels, unseen linked in
+
+
+def graph_key(names: list[str], seen: list[str], source: str, candidates: int, max_neighbors: int) -> str:
+    """What a demo graph depends on: its vocabulary, split, source, cut and how it is built (the
+    model and prompt are in its provenance; a newer prompt does not make the shipped graph wrong)."""
+    blob = json.dumps([names, seen, source, candidates, max_neighbors, GRAPH_POLICY])
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def demo_graph(names: list[str], seen: list[str], *, cfg: Any, cache_dir: Path | None) -> Path:
+    """The category graph of the mini-world vocabulary: the shipped file when its key matches,
+    else the cached one, else built now by `c2srt.graph.prepare_graph` (the local language model
+    for source "llm") and cached.
+
+    Args:
+        cfg: the `GraphCfg` (source, candidates, cut).
+    """
+    from ..graph import CategoryGraph, prepare_graph
+    from .pretrain import miniworld_cache
+
+    key = graph_key(names, seen, cfg.source, cfg.candidates, cfg.max_neighbors)
+    shipped = Path(str(resources.files("c2srt.miniworld") / "assets" / GRAPH_ASSET.format(source=cfg.source)))
+    if shipped.is_file() and CategoryGraph.load(shipped).provenance.get("miniworld_key") == key:
+        return shipped
+    cached = miniworld_cache(cache_dir) / f"miniworld-graph-{cfg.source}-{key}.json"
+    if cached.is_file() and CategoryGraph.load(cached).provenance.get("miniworld_key") == key:
+        return cached
+    t0 = time.time()
+    graph = prepare_graph(names, seen=seen, cfg=dataclasses.replace(cfg, path=None))
+    graph.provenance["miniworld_key"] = key
+    graph.save(cached)
+    _logger.info("category graph (%s) of %d labels built in %.0f s: %s", cfg.source, len(names), time.time() - t0, cached)
+    return cached
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring and figures
+# ---------------------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate_row(model: Any, cfg: Cfg, *, graph: Any = None, zero_shot: bool = False) -> dict[str, Any]:
+    """Figures of one row on the test split of `cfg.data`, scored as validation and `c2srt eval`
+    score (`C2SRT.score_blocks` into a `BlockwiseEvaluator`: ZSL from a pass over the unseen labels
+    alone, GZSL over all), and the AP of every unseen label in the ZSL pass (for the breakdown).
+
+    Args:
+        model: a C2SRT model.
+        cfg: the row's config (test split, batch size, protocol, top-k).
+        graph: the category graph (IST models).
+        zero_shot: score with CLIP's cos(g, t) instead of the heads.
+
+    Returns:
+        Fractions: `zsl/mAP`, `zsl/F1@3`, ..., `gzsl/...`, and `zsl_ap` (one AP per unseen label).
+    """
+    from ..data.base import build_dataset
+    from ..data.transforms import eval_transform
+    from ..evaluate import BlockwiseEvaluator
+    from ..metrics import average_precision
+    from ..model import LabelSet
+
+    model.eval()
+    ds = build_dataset(cfg.data, "test", eval_transform(model))
+    names = list(ds.label_names)
+    seen = np.asarray(ds.seen_mask, dtype=bool)
+    labels = LabelSet(names, model.label_encoder.encode_labels(names)) if zero_shot else model.label_set(names, graph)
+    loader = torch.utils.data.DataLoader(ds, batch_size=cfg.eval.batch_size, shuffle=False)
+    zsl = []
+    with BlockwiseEvaluator(cfg.eval.protocol, seen, ~seen, topk=tuple(cfg.eval.topk), empty=cfg.eval.empty) as ev:
+        blocks = {b.value: torch.as_tensor(c) for b, c in ev.columns.items()}
+        for batch in loader:
+            out = {k: v.float() for k, v in model.score_blocks(batch["image"], labels, blocks, zero_shot=zero_shot).items()}
+            ev.update(out, batch["target"])
+            zsl.append(out["zsl"])
+        figures = {k: float(v) for k, v in ev.compute().items() if k.startswith(("zsl/", "gzsl/")) and ("mAP" in k or "@" in k)}
+    figures["zsl_ap"] = average_precision(torch.cat(zsl).numpy(), np.asarray(ds.labels)[:, ~seen]).tolist()
+    return figures
+
+
+# ---------------------------------------------------------------------------------------------
+# Uncertainty
+# ---------------------------------------------------------------------------------------------
+def interval(values: list[float] | np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Mean and half-width of the two-sided t confidence interval (NaN half-width for one value)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    if v.size == 1:
+        return float(v[0]), float("nan")
+    half = stats.t.ppf(0.5 + confidence / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
+    return float(v.mean()), float(half)
+
+
+def group_map(zsl_ap: list[float], unseen_names: list[str], members: list[str]) -> float:
+    """Mean ZSL AP over the unseen labels of one group."""
+    idx = [unseen_names.index(n) for n in members]
+    return float(np.mean([zsl_ap[i] for i in idx])) if idx else float("nan")
+
+
+def summarise(per_seed: dict[str, list[dict[str, Any]]], *, reference: str, unseen_names: list[str], groups: dict[str, list[str]]) -> dict[str, Any]:
+    """Means and intervals per row and figure, paired differences against `reference`, the breakdown."""
+    out: dict[str, Any] = {"rows": {}, "paired": {}, "breakdown": {}, "paired_breakdown": {}}
+
+    def breakdown(result: dict[str, Any]) -> dict[str, float]:
+        return {g: group_map(result["zsl_ap"], unseen_names, groups[g]) for g in GROUPS}
+
+    ref = per_seed.get(reference, [])
+    for name, results in per_seed.items():
+        out["rows"][name] = {c: dict(zip(("mean", "ci95"), interval([r[c] for r in results]))) for c in COLUMNS}
+        parts = [breakdown(r) for r in results]
+        out["breakdown"][name] = {g: dict(zip(("mean", "ci95"), interval([p[g] for p in parts]))) for g in GROUPS}
+        if name == reference or len(ref) != len(results) or len(results) < 2:
+            continue
+        ref_parts = [breakdown(r) for r in ref]
+        out["paired"][name] = {c: dict(zip(("mean", "ci95"), interval([r[c] - q[c] for r, q in zip(results, ref)]))) for c in PAIRED_COLUMNS}
+        out["paired_breakdown"][name] = {g: dict(zip(("mean", "ci95"), interval([p[g] - q[g] for p, q in zip(parts, ref_parts)]))) for g in GROUPS}
+    return out
+
+
+def _cell(fig: dict[str, float], *, signed: bool = False) -> str:
+    mean, half = 100 * fig["mean"], 100 * fig["ci95"]
+    text = f"{mean:+.1f}" if signed else f"{mean:.1f}"
+    return text if np.isnan(half) else f"{text} ± {half:.1f}"
+
+
+def _title(column: str) -> str:
+    block, metric = column.split("/", 1)
+    return f"{block.upper()} {metric}"
+
+
+def format_tables(summary: dict[str, Any], *, reference: str, groups: dict[str, list[str]], seeds: list[int]) -> str:
+    """Markdown: the main table, paired differences, and the ZSL mAP breakdown (percent)."""
+    n = len(seeds)
+    note = f"mean ± 95 % t-interval over {n} seeds" if n > 1 else "one seed (no interval)"
+    lines = [f"Mini-world ablation, {note}; percent.", "", "| method | " + " | ".join(_title(c) for c in COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 1)]
+    lines += [f"| {name} | " + " | ".join(_cell(row[c]) for c in COLUMNS) + " |" for name, row in summary["rows"].items()]
+    if summary["paired"]:
+        lines += ["", f"Paired difference against {reference} (same seed: same scenes, same stand-in), mean ± 95 % t-interval:", ""]
+        lines += ["| method | " + " | ".join("Δ " + _title(c) for c in PAIRED_COLUMNS) + " |", "|" + "---|" * (len(PAIRED_COLUMNS) + 1)]
+        lines += [f"| {name} | " + " | ".join(_cell(row[c], signed=True) for c in PAIRED_COLUMNS) + " |" for name, row in summary["paired"].items()]
+    sizes = {g: len(groups[g]) for g in GROUPS}
+    lines += ["", "ZSL mAP by unseen-label group (" + ", ".join(f"{g}: {', '.join(groups[g])}" for g in GROUPS) + "):", ""]
+    lines += ["| method | " + " | ".join(f"{g} ({sizes[g]})" for g in GROUPS) + " |", "|" + "---|" * (len(GROUPS) + 1)]
+    for name, row in summary["breakdown"].items():
+        paired = summary["paired_breakdown"].get(name)
+        cells = [_cell(row[g]) + (f" ({_cell(paired[g], signed=True)})" if paired else "") for g in GROUPS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if summary["paired_breakdown"]:
+        lines += ["", f"(in brackets: the paired difference against {reference})"]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Keep each fine-tuning run's own lines (its run summary, a validation line per epoch) and
+    Lightning's data-loader advice out of the demo's output: one progress line per row is what a
+    reader wants. Debug logging (`c2srt -v`) shows everything."""
+    ours = logging.getLogger("c2srt")
+    if ours.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    level = ours.level
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*(num_workers|log_every_n_steps|does not have many workers).*")
+        ours.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            ours.setLevel(level)
+
+
+def run_demo(
+    output_dir: Path = Path("runs/demo"),
+    *,
+    quick: bool = False,
+    seeds: list[int] | None = None,
+    cache_dir: Path | None = None,
+    graph_source: str | None = None,
+    pretrain: bool = False,
+    on_progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the mini-world benchmark.
+
+    Args:
+        output_dir: where results.json, results.md, world.json and the pictures go; each row's
+            run (config, logs, curves, `model.safetensors` for the first seed) under `<row>/seed<s>/`.
+        quick: the small version (fewer scenes and epochs; noise-level numbers).
+        seeds: fine-tuning seeds; each also draws its own fine-tuning and test scenes (default [0]).
+        cache_dir: cache root (default $C2SRT_CACHE or ~/.cache/c2srt).
+        graph_source: "llm" (default: the shipped Gemma 3 270M graph) or "embedding".
+        pretrain: rebuild the CLIP stand-in instead of using the shipped or cached weights.
+        on_progress: called with one line per finished row.
+
+    Returns:
+        The report: "table" (markdown), "summary", "per_seed", "world", "stand_in", "timings_s", paths.
+    """
+    from ..checkpoint import load_checkpoint
+    from ..graph import CategoryGraph
+    from ..io import atomic_write_text, write_json
+    from ..model import create_model
+    from ..train import fit
+    from .pretrain import QUICK, PretrainCfg, load_stand_in
+    from .report import REPORT_SCENES, REPORT_WEB, plot_world_report, probe_stand_in, world_report
+    from .world import MiniWorld
+
+    say = on_progress or (lambda line: None)
+    t_start = time.time()
+    seeds = list(seeds if seeds else [0])
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    spec = load_demo_spec()
+    timings: dict[str, float] = {}
+    with quiet():
+        world = MiniWorld(seed=0)
+        t0 = time.time()
+        recipe = QUICK if quick and pretrain else PretrainCfg()
+        ckpt, stand_in = load_stand_in(world, recipe, cache_dir=cache_dir, rebuild=pretrain, evaluate=lambda b: probe_stand_in(b, world))
+        timings["stand_in_s"] = time.time() - t0
+        say(f"CLIP stand-in: {ckpt} ({'rebuilt' if pretrain else 'recipe ' + stand_in.get('recipe_hash', '?')})")
+
+        t0 = time.time()
+        report = world_report(world, n=500 if quick else REPORT_SCENES, n_web=500 if quick else REPORT_WEB)
+        write_json(output_dir / "world.json", report)
+        plot_world_report(report, output_dir / "world.png")
+        groups = _groups(report)
+        timings["world_report_s"] = time.time() - t0
+
+        graph_cfg = merge_config(Cfg(), {"graph": base_config(spec, quick=quick)["graph"]}).graph
+        source = graph_source or graph_cfg.source
+        t0 = time.time()
+        graph_path = demo_graph(world.label_names, world.seen_names, cfg=dataclasses.replace(graph_cfg, source=source), cache_dir=cache_dir)
+        graph = CategoryGraph.load(graph_path)
+        timings["graph_s"] = time.time() - t0
+
+        rows = [*spec["zero_shot"], *spec["variants"]]
+        per_seed: dict[str, list[dict[str, Any]]] = {r["name"]: [] for r in rows}
+        curves: dict[str, Path] = {}
+        full_model: Path | None = None
+        total = len(rows) * len(seeds)
+        done = 0
+        for seed in seeds:
+            for row in rows:
+                t0 = time.time()
+                cfg = row_config(
+                    spec, row, output_dir, quick=quick, seed=seed, pretrained=str(ckpt), graph_path=str(graph_path), curves=seed == seeds[0]
+                )  # fmt: skip
+                if row in spec["zero_shot"]:
+                    model = create_model(dataclasses.replace(cfg.model, distill=False), teacher=False)
+                    result = evaluate_row(model, cfg, zero_shot=row.get("scorer") == "global")
+                else:
+                    export = fit(cfg, progress=False)
+                    model, info = load_checkpoint(export)
+                    result = evaluate_row(model, cfg, graph=CategoryGraph.from_dict(info.graph) if info.graph else None)
+                    shutil.rmtree(Path(cfg.output_dir) / "checkpoints", ignore_errors=True)  # resumable state: tens of MB, not needed
+                    if seed == seeds[0]:
+                        curves[row["name"]] = Path(cfg.output_dir) / "logs" / "metrics.csv"
+                        if row is spec["variants"][-1]:
+                            full_model = export
+                    else:
+                        export.unlink(missing_ok=True)
+                per_seed[row["name"]].append(result)
+                seconds = time.time() - t0
+                timings[f"{slug(row['name'])}_seed{seed}_s"] = seconds
+                done += 1
+                say(f"[{done}/{total}] {row['name']} (seed {seed}): ZSL mAP {100 * result['zsl/mAP']:.1f}, GZSL mAP {100 * result['gzsl/mAP']:.1f}, ZSL F1@3 {100 * result['zsl/F1@3']:.1f} ({seconds:.0f} s)")
+
+        unseen_names = list(world.unseen_names)
+        summary = summarise(per_seed, reference=spec["reference"], unseen_names=unseen_names, groups=groups)
+        table = format_tables(summary, reference=spec["reference"], groups=groups, seeds=seeds)
+        timings["total_s"] = time.time() - t_start
+        result = {
+            "table": table,
+            "seeds": seeds,
+            "quick": quick,
+            "reference": spec["reference"],
+            "graph": str(graph_path),
+            "graph_source": source,
+            "stand_in": {"weights": str(ckpt), **stand_in},
+            "groups": groups,
+            "unseen": unseen_names,
+            "summary": summary,
+            "per_seed": per_seed,
+            "full_model": str(full_model) if full_model else None,
+            "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        }
+        write_json(output_dir / "results.json", result)
+        atomic_write_text(output_dir / "results.md", table + "\n")
+        _pictures(output_dir, curves, full_model, graph)
+    return result
+
+
+def _groups(report: dict[str, Any]) -> dict[str, list[str]]:
+    """Unseen labels by size and by correlation, from the world report's measured rules."""
+    rows = [r for r in report["labels"] if r["split"] == "unseen"]
+    return {
+        "small": [r["label"] for r in rows if r["size"] == "small"],
+        "large": [r["label"] for r in rows if r["size"] == "large"],
+        "correlated": [r["label"] for r in rows if r["correlated"]],
+        "uncorrelated": [r["label"] for r in rows if not r["correlated"]],
+    }
+
+
+def _pictures(output_dir: Path, curves: dict[str, Path], model_path: Path | None, graph: Any) -> None:
+    """Learning curves of every fine-tuned row, the graph, selected regions of a few test scenes."""
+    from ..viz import plot_multi_curves
+
+    try:
+        runs = {k: v for k, v in curves.items() if v.is_file()}
+        plot_multi_curves(runs, output_dir / "curves.png", metric=("val/seen/mAP", "val/zsl/mAP", "val/gzsl/mAP"))
+    except (OSError, ValueError, KeyError) as e:
+        _logger.warning("no learning-curve picture: %s", e)
+    try:
+        from ..graph.draw import draw_graph
+
+        draw_graph(graph, output_dir / "graph.png")
+    except (OSError, ValueError, ImportError) as e:
+        _logger.warning("no graph picture: %s", e)
+    if model_path is not None and model_path.is_file():
+        region_pictures(model_path, output_dir / "regions")
+
+
+def _picture_indices(labels: np.ndarray, seen: np.ndarray, n: int) -> list[int]:
+    """Test scenes worth drawing: the first `n` with an unseen label and at least 5 labels."""
+    pos = labels == POSITIVE  # [M, K]
+    good = np.flatnonzero(pos[:, ~seen].any(1) & (pos.sum(1) >= 5)).tolist()[:n]
+    return (good + [i for i in range(len(labels)) if i not in set(good)])[:n]
+
+
+@torch.no_grad()
+def region_pictures(model_path: Path, out_dir: Path, *, n_images: int = PICTURE_IMAGES) -> list[Path]:
+    """Per-label selected patches of a fine-tuned model on a few test scenes, one PNG per scene."""
+    from ..checkpoint import load_checkpoint
+    from ..data.base import build_dataset
+    from ..data.transforms import eval_transform
+    from ..graph import CategoryGraph
+    from ..viz import region_heatmaps
+
+    model, info = load_checkpoint(model_path)
+    model.eval()
+    ds = build_dataset(info.cfg.data, "test", eval_transform(model))
+    names = list(ds.label_names)
+    seen = np.asarray(ds.seen_mask, dtype=bool)
+    graph = CategoryGraph.from_dict(info.graph) if info.graph is not None else None
+    labels = model.label_set(names, graph if model.ist is not None else None)
+    idx = _picture_indices(np.asarray(ds.labels), seen, n_images)
+    out = model(torch.stack([ds[i]["image"] for i in idx]), labels, return_weights=True)  # [n, 3, H, W] in
+    paths = []
+    for row, i in enumerate(idx):
+        present = [k for k in np.flatnonzero(ds.labels[i] == POSITIVE)]
+        present = sorted(present, key=lambda k: bool(seen[k]))[:PICTURE_LABELS]  # unseen labels are never cut
+        rank = torch.argsort(out.logits[row], descending=True).tolist()
+        drawn = [f"{names[k]}{'' if seen[k] else ' (unseen)'}: rank {rank.index(k) + 1}" for k in present]
+        paths.append(
+            region_heatmaps(
+                np.asarray(ds.pil_image(i)),
+                out.weights[row][:, present].numpy(),  # [N, K] -> [N, L]
+                drawn,
+                [float(out.logits[row, k]) for k in present],
+                [int(out.counts[row, k]) for k in present],
+                out_dir / f"test{i}.png",
+                title=f"test scene {i}: its true labels, ranked among all {len(names)}",
+            )
+        )
+    return paths

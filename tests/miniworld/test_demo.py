@@ -1,0 +1,149 @@
+"""The demo's pieces against independent computations, and `c2srt demo --quick` end to end.
+
+The end-to-end test builds the category graph from text embeddings (`--graph-source embedding`):
+the local language model needs a minute or more to load, and tests/graph/test_llm_local.py
+exercises it already. Everything else is the real demo: the shipped CLIP stand-in (or, in a
+checkout without it, a quick one pretrained into the temporary cache), the world report, every
+row on the benchmark scenes, the tables, results.json and the pictures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from c2srt.cli import main
+from c2srt.metrics import average_precision, mean_average_precision, topk_prf
+from c2srt.miniworld import demo
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _valid_png(path) -> bool:
+    if not path.is_file() or path.read_bytes()[:8] != PNG_MAGIC:
+        return False
+    with Image.open(path) as im:
+        im.verify()  # raises on a truncated or corrupt file
+    return True
+
+
+# --- uncertainty -------------------------------------------------------------------------------
+def test_interval_is_the_t_interval():
+    values = [0.30, 0.32, 0.31, 0.35, 0.29]
+    mean, half = demo.interval(values)
+    sd = math.sqrt(sum((v - 0.314) ** 2 for v in values) / 4)
+    assert mean == pytest.approx(0.314) and half == pytest.approx(2.776445 * sd / math.sqrt(5), rel=1e-5)  # t(0.975, 4)
+    assert demo.interval([0.5])[0] == 0.5 and math.isnan(demo.interval([0.5])[1])
+
+
+def test_summary_pairs_seeds_and_breaks_down_by_group():
+    unseen = ["a", "b", "c"]
+    groups = {"small": ["a"], "large": ["b", "c"], "correlated": ["a", "b"], "uncorrelated": ["c"]}
+
+    def result(shift: float, ap: list[float]) -> dict:
+        return {**{c: 0.5 + shift for c in demo.COLUMNS}, "zsl_ap": ap}
+
+    per_seed = {
+        "ref": [result(0.0, [0.2, 0.4, 0.6]), result(0.1, [0.3, 0.5, 0.7])],
+        "new": [result(0.02, [0.3, 0.4, 0.6]), result(0.13, [0.3, 0.6, 0.7])],
+    }
+    s = demo.summarise(per_seed, reference="ref", unseen_names=unseen, groups=groups)
+    assert s["rows"]["ref"]["zsl/mAP"]["mean"] == pytest.approx(0.55)
+    assert s["paired"]["new"]["zsl/mAP"]["mean"] == pytest.approx(0.025)  # differences 0.02 and 0.03
+    assert s["paired"]["new"]["zsl/mAP"]["ci95"] == pytest.approx(12.7062 * 0.005, rel=1e-4)  # t(0.975, 1) * sd / sqrt(2)
+    assert "ref" not in s["paired"]
+    assert s["breakdown"]["ref"]["large"]["mean"] == pytest.approx((0.5 + 0.6) / 2)  # means of (0.4, 0.6) and (0.5, 0.7)
+    assert s["paired_breakdown"]["new"]["small"]["mean"] == pytest.approx(0.05)  # +0.1, then 0.0
+    table = demo.format_tables(s, reference="ref", groups=groups, seeds=[0, 1])
+    assert "| new | 57.5 ± " in table and "Paired difference against ref" in table and "| new | +2.5 ± " in table
+
+
+# --- scoring and figures -----------------------------------------------------------------------
+@pytest.mark.parametrize("zero_shot", [False, True])
+def test_evaluate_row_scores_zsl_as_a_pass_over_the_unseen_labels(tmp_path, zero_shot):
+    """Against an independent computation: the model run on the unseen labels alone (ZSL), on all (GZSL)."""
+    from c2srt.config import Cfg, merge_config
+    from c2srt.data.base import build_dataset
+    from c2srt.data.transforms import eval_transform
+    from c2srt.model import create_model
+
+    torch.manual_seed(0)
+    cfg = merge_config(Cfg(), {"data": {"name": "miniworld", "options": {"n_test": 24}}, "eval": {"batch_size": 10}})
+    model = create_model("test-tiny", head=cfg.model.head, distill=False).eval()  # the head fuses by an L2 norm across the labels scored
+    result = demo.evaluate_row(model, cfg, zero_shot=zero_shot)
+
+    ds = build_dataset(cfg.data, "test", eval_transform(model))
+    images = torch.stack([ds[i]["image"] for i in range(len(ds))])
+    seen = np.asarray(ds.seen_mask)
+    names = ds.label_names
+    unseen_names = [n for n, s in zip(names, seen) if not s]
+    with torch.no_grad():
+        if zero_shot:
+            gzsl = model.zero_shot(images, names).numpy()
+            zsl = gzsl[:, ~seen]
+        else:
+            zsl = model(images, unseen_names).logits.numpy()
+            gzsl = model(images, names).logits.numpy()
+    y = np.asarray(ds.labels)
+    assert result["zsl/mAP"] == pytest.approx(mean_average_precision(zsl, y[:, ~seen]), abs=1e-6)
+    assert result["gzsl/mAP"] == pytest.approx(mean_average_precision(gzsl, y), abs=1e-6)
+    assert result["zsl/F1@3"] == pytest.approx(topk_prf(zsl, y[:, ~seen], 3)[2], abs=1e-6)
+    assert result["gzsl/F1@5"] == pytest.approx(topk_prf(gzsl, y, 5)[2], abs=1e-6)
+    np.testing.assert_allclose(result["zsl_ap"], average_precision(zsl, y[:, ~seen]), atol=1e-6)
+
+
+def test_row_configs_cover_every_row_with_its_own_folder(tmp_path):
+    spec = demo.load_demo_spec()
+    names = [r["name"] for r in spec["zero_shot"] + spec["variants"]]
+    assert spec["reference"] in names and len(names) == 8
+    folders = set()
+    for row in spec["zero_shot"] + spec["variants"]:
+        cfg = demo.row_config(spec, row, tmp_path, quick=True, seed=3, pretrained="w.safetensors", graph_path="g.json")
+        assert cfg.seed == 3 and cfg.data.options["seed"] == 3 and cfg.model.pretrained == "w.safetensors"
+        assert cfg.data.options["n_train"] == spec["quick"]["data"]["options"]["n_train"]
+        folders.add(cfg.output_dir)
+    assert len(folders) == 8
+    full = demo.row_config(spec, spec["variants"][-1], tmp_path, quick=False, seed=0, pretrained="w", graph_path=None)
+    assert (full.model.head.name, full.model.ist.mode, full.model.distill) == ("isr", "image", True)
+    assert full.output_dir.endswith("c2srt_full/seed0") and full.train.val_every > 0
+    later = demo.row_config(spec, spec["variants"][-1], tmp_path, quick=False, seed=1, pretrained="w", graph_path=None, curves=False)
+    assert later.train.val_every == 0 and later.train.epochs == full.train.epochs  # no curves, same training
+
+
+# --- end to end --------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_demo_quick_end_to_end(tmp_path, capsys):
+    out, cache = tmp_path / "demo", tmp_path / "cache"
+    rc = main(["demo", "--quick", "--output-dir", str(out), "--cache-dir", str(cache), "--graph-source", "embedding"])
+    assert rc == 0
+    printed = capsys.readouterr().out.splitlines()
+    spec = demo.load_demo_spec()
+    rows = [r["name"] for r in spec["zero_shot"] + spec["variants"]]
+    progress = [line for line in printed if line.startswith("[")]
+    assert len(progress) == len(rows) and all(f"] {name} (seed 0)" in line for line, name in zip(progress, rows))
+    header = next(line for line in printed if line.startswith("| method |"))
+    assert [c.strip() for c in header.strip("|").split("|")] == ["method", "ZSL mAP", "ZSL F1@3", "ZSL F1@5", "GZSL mAP", "GZSL F1@3", "GZSL F1@5"]
+    assert not [line for line in printed if "INFO" in line or "Loading weights" in line]  # no wall of logs
+
+    report = json.loads((out / "results.json").read_text())
+    assert list(report["summary"]["rows"]) == rows and report["quick"] is True and report["seeds"] == [0]
+    for name in rows:
+        for column in demo.COLUMNS:
+            mean = report["summary"]["rows"][name][column]["mean"]
+            assert math.isfinite(mean) and 0.0 <= mean <= 1.0, (name, column, mean)
+        assert len(report["per_seed"][name][0]["zsl_ap"]) == len(report["unseen"])
+    assert report["graph_source"] == "embedding"
+    assert (out / "results.md").read_text().startswith("Mini-world ablation")
+    world = json.loads((out / "world.json").read_text())
+    assert {r["label"] for r in world["labels"]} >= set(report["unseen"])
+    assert report["full_model"].endswith("c2srt_full/seed0/model.safetensors") and (out / "c2srt_full/seed0/model.safetensors").is_file()
+
+    pictures = [out / "world.png", out / "curves.png", out / "graph.png", *sorted((out / "regions").glob("*.png"))]
+    assert len(pictures) >= 5
+    for png in pictures:
+        assert _valid_png(png), png
