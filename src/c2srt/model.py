@@ -239,6 +239,7 @@ def create_model(
             dropout=cfg.ist.dropout,
             mode=cfg.ist.mode,
             image_chunk=cfg.ist.image_chunk,
+            top_m=cfg.ist.top_m,
         )
     model = C2SRT(
         backbone, label_encoder, head, ist, cfg, image_size=bundle.image_size, mean=bundle.mean, std=bundle.std
