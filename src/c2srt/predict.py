@@ -222,6 +222,7 @@ class Recognizer:
         explain_dir: str | Path | None = None,
         explain_top: int = EXPLAIN_TOP,
         progress: bool = False,
+        workers: int | None = None,
     ) -> list[Prediction]:
         """Ranked labels per image, in input order (see `iter_predict` for streaming and the arguments)."""
         return list(
@@ -234,6 +235,7 @@ class Recognizer:
                 explain_dir=explain_dir,
                 explain_top=explain_top,
                 progress=progress,
+                workers=workers,
             )
         )
 
@@ -248,6 +250,7 @@ class Recognizer:
         explain_dir: str | Path | None = None,
         explain_top: int = EXPLAIN_TOP,
         progress: bool = False,
+        workers: int | None = None,
     ) -> Iterator[Prediction]:
         """Stream predictions batch by batch over files and folders, in input order.
 
@@ -266,9 +269,12 @@ class Recognizer:
                 (at most `explain_top`; the best label when none is returned).
             explain_top: most labels drawn per explanation picture.
             progress: show a progress bar (tqdm, on stderr).
+            workers: processes that read and transform image files while the model runs (None:
+                `default_workers()`; 0: read them in this process). Used when the inputs are files
+                or folders (not in-memory images) and more than one batch may come.
 
         Raises:
-            ValueError: a bad `top`, `batch_size` or `explain_top`, or a bad vocabulary.
+            ValueError: a bad `top`, `batch_size`, `explain_top` or `workers`, or a bad vocabulary.
         """
         if isinstance(images, (str, Path)):
             images = [images]
@@ -278,12 +284,17 @@ class Recognizer:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if explain_top < 1:
             raise ValueError(f"explain_top must be >= 1, got {explain_top}")
+        if workers is not None and workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
         if explain_dir is not None:
             explain_dir = Path(explain_dir)
             if explain_dir.exists() and not explain_dir.is_dir():
                 raise ValueError(f"{explain_dir}: the explanation folder is a file")
         vocab = self.vocabulary(labels)
         images = list(images)
+        workers = default_workers() if workers is None else workers
+        if workers and _worth_workers(images, batch_size):
+            return self._stream_files(images, vocab, top, threshold, batch_size, explain_dir, explain_top, progress, workers)
         return self._stream(images, vocab, top, threshold, batch_size, explain_dir, explain_top, progress)
 
     def _stream(
@@ -348,6 +359,49 @@ class Recognizer:
             if bar is not None:
                 bar.close()
 
+    def _stream_files(
+        self,
+        images: list[Any],
+        vocab: "LabelSet",
+        top: int | None,
+        threshold: float | None,
+        batch_size: int,
+        explain_dir: Path | None,
+        explain_top: int,
+        progress: bool,
+        workers: int,
+    ) -> Iterator[Prediction]:
+        """`_stream` for files and folders, with reading, decoding and the transform in DataLoader
+        workers, so that the model never waits for the disk or the JPEG decoder."""
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=sum(1 for _ in iter_image_paths(images)), unit="img", desc="predict")
+        loader = torch.utils.data.DataLoader(
+            _FileBatches(images, self.transform, batch_size, keep_images=explain_dir is not None),
+            batch_size=None,  # the dataset yields whole batches
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        used_names: set[str] = set()
+        try:
+            for item in loader:
+                for name, err in item["entries"]:
+                    if err is not None:
+                        _logger.warning("skipping %s", err)
+                ok = [(name, img) for (name, err), img in zip(item["entries"], item["images"]) if err is None]
+                results = self._run_batch(
+                    ok, vocab, top, threshold, explain_dir, explain_top, used_names, pixels=item["pixels"]
+                )
+                for name, err in item["entries"]:
+                    yield Prediction(name, error=err) if err is not None else next(results)
+                if bar is not None:
+                    bar.update(len(item["entries"]))
+        finally:
+            if bar is not None:
+                bar.close()
+
     @torch.no_grad()
     def scores(self, images: Sequence["Image.Image"], labels: Sequence[str]) -> tuple[torch.Tensor, Any]:
         """Raw scores [B, K] and the model output (with patch weights) for PIL images."""
@@ -365,8 +419,12 @@ class Recognizer:
         explain_dir: Path | None,
         explain_top: int,
         used_names: set[str],
+        *,
+        pixels: torch.Tensor | None = None,
     ) -> Iterator[Prediction]:
-        x = torch.stack([self.transform(img) for _, img in batch]).to(self.device)  # [B, 3, H, W]
+        if pixels is None:
+            pixels = torch.stack([self.transform(img) for _, img in batch])  # [B, 3, H, W]
+        x = pixels.to(self.device, non_blocking=True)
         with torch.no_grad():
             out = self.model(x, vocab, return_weights=explain_dir is not None)
         logits = out.logits.float().cpu()  # [B, K]
@@ -421,6 +479,59 @@ class Recognizer:
             title=Path(name).name,
             crop_box=_center_crop_box(*img.size),
         )
+
+
+def default_workers() -> int:
+    """Image-reading processes of `iter_predict`: every core but the one feeding the model, at most 8."""
+    return min(8, max(1, (os.cpu_count() or 1) - 1))
+
+
+def _worth_workers(images: Sequence[Any], batch_size: int) -> bool:
+    """Worker processes pay off for files and folders (not in-memory images) when more than one batch may come."""
+    if not images or not all(isinstance(x, (str, Path)) for x in images):
+        return False
+    return len(images) > batch_size or any(Path(x).is_dir() for x in images)
+
+
+class _FileBatches(torch.utils.data.IterableDataset):
+    """Batches of image files, read and transformed where the iterator runs (a DataLoader worker).
+
+    Worker w of W takes batches w, w + W, w + 2W, ... of the input order; the DataLoader asks its
+    workers in turn, so the batches come back in input order. Each batch holds `batch_size` inputs:
+    `entries` [(name, error or None)], `pixels` [n readable, 3, H, W] (None if none is), `images`
+    (the PIL images when `keep_images`, for explanations; None entries otherwise).
+    """
+
+    def __init__(self, inputs: list[Any], transform: Any, batch_size: int, *, keep_images: bool) -> None:
+        super().__init__()
+        self.inputs, self.transform, self.batch_size, self.keep_images = inputs, transform, batch_size, keep_images
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = torch.utils.data.get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        entries: list[tuple[str, str | None]] = []
+        pixels: list[torch.Tensor] = []
+        images: list[Any] = []
+        for i, path in enumerate(iter_image_paths(self.inputs)):
+            if (i // self.batch_size) % n_workers != worker:
+                continue
+            try:
+                img = load_image(path)
+                pixels.append(self.transform(img))
+                images.append(img if self.keep_images else None)
+                entries.append((str(path), None))
+            except ValueError as e:
+                images.append(None)
+                entries.append((str(path), str(e)))
+            if (i + 1) % self.batch_size == 0:
+                yield self._batch(entries, pixels, images)
+                entries, pixels, images = [], [], []
+        if entries:
+            yield self._batch(entries, pixels, images)
+
+    @staticmethod
+    def _batch(entries: list, pixels: list, images: list) -> dict[str, Any]:
+        return {"entries": entries, "pixels": torch.stack(pixels) if pixels else None, "images": images}
 
 
 def _as_rgb(image: Any, name: str) -> "Image.Image":
