@@ -18,6 +18,18 @@ Mode "label" refines the label embeddings once, image independently:
 :math:`t'_c = \mathrm{norm}(t_c + W_o h^L_c)` with :math:`h^0_c = \mathrm{FFN}(t_c)`, and scores
 :math:`y_{bc} = e^{s}\cos(f^{img}_{bc}, t'_c)`.
 The GAT weights are shared across nodes, so a graph with more (unseen) nodes at test time works.
+
+Approximate image mode (`top_m` = M > 0, for vocabularies of thousands of labels): per image, the
+GAT runs only over the subgraph induced by its M best labels by the zero-transfer score
+:math:`r_{bc} = e^{s}\cos(f^{img}_{bc}, t_c)` and their graph neighbours both ways (those that send
+the candidates evidence, and those that receive theirs: an unseen label next to a strong seen one).
+Those nodes score as above; every other label keeps :math:`r_{bc}`, which is what the formula gives
+when the transfer :math:`W_o h` is zero. Both are cosines under the same scale, so they rank on one
+scale across labels and across images (the region head's own logits, normalised across the K
+labels, would not). What changes: a node hears only the neighbours inside its image's subgraph
+(attention renormalised over them; self-loop weights stay those of the full graph), and labels
+outside it get no transfer. M >= K is the exact computation; so is any subgraph that reaches every
+label. The measured difference to the exact mode is in docs/REPRODUCE.md (`benchmarks/ist_approx.py`).
 """
 
 from __future__ import annotations
