@@ -34,7 +34,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_io import add_device_args, autocast, device_name, print_rows, resolve_device, timed, write_rows  # noqa: E402
@@ -89,11 +88,6 @@ def top_agreement(exact: torch.Tensor, approx: torch.Tensor, top: int = TOP) -> 
     return float(shared.mean()), float(change)
 
 
-def region_scores(ist: IstModule, f: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-    """The zero-transfer score e^s cos(f, t) that ranks the candidates: [B, K, D], [K, D] -> [B, K]."""
-    return ist.logit_scale.exp() * torch.einsum("bkd,kd->bk", F.normalize(f.float(), dim=-1), F.normalize(text.float(), dim=-1))
-
-
 def random_inputs_table(args: argparse.Namespace, device: torch.device) -> list[dict]:
     rows = []
     for k in args.labels:
@@ -110,11 +104,11 @@ def random_inputs_table(args: argparse.Namespace, device: torch.device) -> list[
                     out[m] = run().float()
                     times[m] = statistics.median(timed(run, device) for _ in range(args.iters))
                     print(f"  K={k} transfer {ratio} top_m {m}: {times[m]:.2f} s", file=sys.stderr, flush=True)
-                region = region_scores(ist, f, vocab.text)
             for m in args.top_m:
                 agree, change = top_agreement(out[0], out[m])
                 ist.top_m = m
-                share = float(ist.propagated_nodes(region, vocab.edge_index).float().mean())
+                with torch.inference_mode():
+                    share = float(ist.propagated_mask(f, vocab.text, vocab.edge_index, vocab.edge_weight).float().mean())
                 rows.append(
                     {
                         "labels": k,
@@ -182,8 +176,8 @@ def checkpoint_table(args: argparse.Namespace, checkpoint: Path, device: torch.d
                 logits = model.ist(f_img, labels.text, labels.edge_index, labels.edge_weight)
                 evals[m].update(logits.float().cpu(), batch["target"])
                 if m:
-                    region = region_scores(model.ist, f_img, labels.text)
-                    shares[m].append(float(model.ist.propagated_nodes(region, labels.edge_index).float().mean()))
+                    mask = model.ist.propagated_mask(f_img, labels.text, labels.edge_index, labels.edge_weight)
+                    shares[m].append(float(mask.float().mean()))
     results = {m: ev.compute() for m, ev in evals.items()}
     keys = [k for k in results[0] if k.split("/")[0] in ("zsl", "gzsl") and (k.endswith("/mAP") or "/F1@" in k)]
     rows = []

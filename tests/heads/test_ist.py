@@ -221,16 +221,48 @@ def test_a_subgraph_reaching_every_label_equals_the_exact_mode() -> None:
     torch.testing.assert_close(_module(top_m=1)(f_img, text, hub, w), exact, rtol=1e-5, atol=1e-5)
 
 
-def test_labels_outside_the_subgraph_keep_the_zero_transfer_score() -> None:
+def _no_evidence_scores(m: IstModule, f_img, text, edges, weights):
+    """e^s cos(f + W_o GAT(FFN([0; t])), t), with torch_geometric's own layers over the full graph."""
+    h = m.in_proj(torch.cat([torch.zeros_like(text), text], dim=-1))  # [K, 2D] -> [K, hidden]
+    for conv, norm in zip(m.convs, m.norms):
+        h = norm(h + _pyg_layer(conv, h, edges, weights))
+    return m.logit_scale.exp() * F.cosine_similarity(f_img + m.out_proj(h), text.unsqueeze(0), dim=-1)
+
+
+def test_labels_outside_the_subgraph_keep_their_no_evidence_score() -> None:
     """Top label 5 (its only in-neighbour 4 hears nobody): 4 and 5 score as in the exact mode; the
-    rest score e^s cos(f, t), the IST score without transfer, on the same scale as the others."""
+    rest score e^s cos(f + W_o GAT(FFN([0; t])), t): the transfer without image evidence."""
     f_img, text = _aligned_inputs([5])
     m, exact = _module(top_m=1), _module(top_m=0)
+    torch.nn.init.normal_(m.out_proj.bias, std=0.5)
+    exact.load_state_dict(m.state_dict())
     got, ref = m(f_img, text, EDGES, WEIGHTS), exact(f_img, text, EDGES, WEIGHTS)
     torch.testing.assert_close(got[:, 4:], ref[:, 4:], rtol=1e-5, atol=1e-5)
-    zero_transfer = m.logit_scale.exp() * F.cosine_similarity(f_img[:, :4], text[:4].unsqueeze(0), dim=-1)
-    torch.testing.assert_close(got[:, :4], zero_transfer, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got[:, :4], _no_evidence_scores(m, f_img, text, EDGES, WEIGHTS)[:, :4], rtol=1e-5, atol=1e-5)
     assert (got[:, :4] - ref[:, :4]).abs().max() > 1e-3  # the exact mode does move them: an approximation
+
+
+def test_candidates_are_ranked_by_the_no_evidence_score() -> None:
+    from c2srt.heads.ist import neighbour_table as table_of
+
+    f_img, text = _inputs(4, seed=5)
+    m = _module(top_m=2)
+    d = text.shape[1]
+    text_part = F.linear(text, m.in_proj[0].weight[:, d:], m.in_proj[0].bias)
+    transfer0 = m.no_evidence_transfer(text_part, table_of(EDGES, WEIGHTS, K))
+    scores = m.fallback_scores(f_img, text, transfer0)
+    torch.testing.assert_close(scores, _no_evidence_scores(m, f_img, text, EDGES, WEIGHTS), rtol=1e-5, atol=1e-5)
+    sel = m.propagated_nodes(scores, EDGES)
+    top2 = scores.topk(2, dim=1).indices
+    assert sel.gather(1, top2).all() and (sel.sum(1) < K).any()
+    assert torch.equal(m.propagated_mask(f_img, text, EDGES, WEIGHTS), sel)
+    assert _module(top_m=0).propagated_mask(f_img, text, EDGES, WEIGHTS).all()
+
+
+def test_untrained_approximate_mode_is_exact() -> None:
+    """W_o = 0 (as built): no label receives any transfer, so the approximation changes nothing."""
+    f_img, text = _inputs()
+    torch.testing.assert_close(_module(top_m=1, trained=False)(f_img, text, EDGES, WEIGHTS), _module(trained=False)(f_img, text, EDGES, WEIGHTS))
 
 
 def test_approximate_mode_is_per_image_and_chunk_invariant() -> None:

@@ -19,17 +19,22 @@ Mode "label" refines the label embeddings once, image independently:
 :math:`y_{bc} = e^{s}\cos(f^{img}_{bc}, t'_c)`.
 The GAT weights are shared across nodes, so a graph with more (unseen) nodes at test time works.
 
-Approximate image mode (`top_m` = M > 0, for vocabularies of thousands of labels): per image, the
-GAT runs only over the subgraph induced by its M best labels by the zero-transfer score
-:math:`r_{bc} = e^{s}\cos(f^{img}_{bc}, t_c)` and their graph neighbours both ways (those that send
-the candidates evidence, and those that receive theirs: an unseen label next to a strong seen one).
-Those nodes score as above; every other label keeps :math:`r_{bc}`, which is what the formula gives
-when the transfer :math:`W_o h` is zero. Both are cosines under the same scale, so they rank on one
-scale across labels and across images (the region head's own logits, normalised across the K
-labels, would not). What changes: a node hears only the neighbours inside its image's subgraph
-(attention renormalised over them; self-loop weights stay those of the full graph), and labels
-outside it get no transfer. M >= K is the exact computation; so is any subgraph that reaches every
-label. The measured difference to the exact mode is in docs/REPRODUCE.md (`benchmarks/ist_approx.py`).
+Approximate image mode (`top_m` = M > 0, for vocabularies of thousands of labels): every label
+first gets the score it would have if the graph saw no image evidence,
+:math:`\tilde y_{bc} = e^{s}\cos(f^{img}_{bc} + \Delta^0_c, t_c)` with
+:math:`\Delta^0 = W_o\,\mathrm{GAT}(\mathrm{FFN}([0; t]))` (one pass over the K labels per call,
+image independent). Per image, the M best labels by :math:`\tilde y` and their graph neighbours
+both ways (those that send the candidates evidence, and those that receive theirs: an unseen label
+next to a strong seen one) are then propagated with their image evidence, over the subgraph they
+induce, and score as above. Both scores are cosines under the same scale with a transfer term, so
+labels rank on one scale across labels and across images: the region head's own logits
+(normalised across the K labels) would not, and the plain :math:`e^{s}\cos(f, t)` would leave out
+the transfer every label receives (on the mini-world that doubled the error and cost up to 1.7 mAP
+points). What changes: a propagated node hears only the neighbours inside its image's subgraph
+(attention renormalised over them; self-loop weights stay those of the full graph), and the other
+labels' transfer ignores their image evidence. M >= K is the exact computation; so is any
+subgraph that reaches every label. The measured difference to the exact mode is in
+docs/REPRODUCE.md (`benchmarks/ist_approx.py`).
 """
 
 from __future__ import annotations
@@ -264,12 +269,51 @@ class IstModule(nn.Module):
         t = F.normalize(text, dim=-1, eps=DEFAULT_EPS)
         return self.logit_scale.exp() * torch.einsum("bkd,kd->bk", f, t)  # [B, K, D] x [K, D] -> [B, K]
 
-    def propagated_nodes(self, region: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+    def propagated_nodes(self, scores: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         """Which (image, label) nodes the approximate image mode propagates over: each image's
-        `top_m` labels by region score and their graph neighbours. Shapes: [B, K] -> [B, K] bool."""
-        top = region.topk(min(self.top_m, region.shape[1]), dim=1).indices  # [B, M]
-        candidates = torch.zeros(region.shape, dtype=torch.bool, device=region.device).scatter_(1, top, True)
+        `top_m` labels by `scores` (`fallback_scores`) and their graph neighbours. Shapes: [B, K] -> [B, K] bool."""
+        top = scores.topk(min(self.top_m, scores.shape[1]), dim=1).indices  # [B, M]
+        candidates = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device).scatter_(1, top, True)
         return expand_candidates(candidates, edge_index)
+
+    def no_evidence_transfer(self, text_part: torch.Tensor, table: NeighbourTable) -> torch.Tensor:
+        """W_o h^L for node inputs FFN([0; t]): what the graph transfers to each label when no image
+        evidence is given (image independent, so once per call). Shapes: text_part [K, hidden] -> [K, D]."""
+        return self.out_proj(self._propagate(self.in_proj[1:](text_part), table))
+
+    def fallback_scores(self, f_img: torch.Tensor, text: torch.Tensor, transfer: torch.Tensor) -> torch.Tensor:
+        """e^s cos(f + transfer_c, t_c) without a [B, K, D] temporary (|f + u|^2 = |f|^2 + 2 f.u + |u|^2).
+
+        Shapes:
+            f_img [B, K, D], text [K, D], transfer [K, D] -> [B, K]
+        """
+        t = F.normalize(text, dim=-1, eps=DEFAULT_EPS)
+        dot = torch.einsum("bkd,kd->bk", f_img, t) + (transfer * t).sum(-1)  # <f + u, t>
+        sq = f_img.square().sum(-1) + 2 * torch.einsum("bkd,kd->bk", f_img, transfer) + transfer.square().sum(-1)
+        return self.logit_scale.exp() * dot / sq.clamp_min(0).sqrt().clamp_min(DEFAULT_EPS)
+
+    def _prepare(
+        self, text: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor
+    ) -> tuple[NeighbourTable, torch.Tensor, torch.Tensor | None]:
+        """Once per call in image mode: the neighbour table, the text half of the input layer and,
+        when approximate, the no-evidence transfer [K, D]."""
+        n_labels, d = text.shape
+        table = neighbour_table(edge_index, edge_weight.to(text.dtype), n_labels)
+        # the first layer of FFN([f; t]) is W_f f + W_t t + bias: the text half is the same for every
+        # image, so it is computed once per call, not once per (image, category)
+        text_part = F.linear(text, self.in_proj[0].weight[:, d:], self.in_proj[0].bias)  # [K, D] -> [K, hidden]
+        approximate = 0 < self.top_m < n_labels
+        return table, text_part, self.no_evidence_transfer(text_part, table) if approximate else None
+
+    def propagated_mask(
+        self, f_img: torch.Tensor, text: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor
+    ) -> torch.Tensor:
+        """[B, K] bool: the (image, label) nodes `forward` propagates with their image evidence (all when exact)."""
+        text = text.to(f_img.dtype)
+        _, _, transfer0 = self._prepare(text, edge_index, edge_weight)
+        if transfer0 is None:
+            return torch.ones(f_img.shape[:2], dtype=torch.bool, device=f_img.device)
+        return self.propagated_nodes(self.fallback_scores(f_img, text, transfer0), edge_index)
 
     def forward(
         self, f_img: torch.Tensor, text: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor
@@ -281,17 +325,13 @@ class IstModule(nn.Module):
             raise ValueError(f"f_img must be [B, K, D] with [K, D] = {tuple(text.shape)}, got {tuple(f_img.shape)}")
         n_labels, d = text.shape
         text = text.to(f_img.dtype)
-        table = neighbour_table(edge_index, edge_weight.to(f_img.dtype), n_labels)
-        # the first layer of FFN([f; t]) is W_f f + W_t t + bias: the text half is the same for every
-        # image, so it is computed once per call, not once per (image, category)
+        table, text_part, transfer0 = self._prepare(text, edge_index, edge_weight)
         first, rest = self.in_proj[0], self.in_proj[1:]
-        text_part = F.linear(text, first.weight[:, d:], first.bias)  # [K, D] -> [K, hidden]
-        approximate = 0 < self.top_m < n_labels
         logits = []
         for start in range(0, f_img.shape[0], self.image_chunk):
             f = f_img[start : start + self.image_chunk]  # [b, K, D]
-            if approximate:
-                logits.append(self._forward_subgraph(f, text, text_part, table, edge_index))
+            if transfer0 is not None:
+                logits.append(self._forward_subgraph(f, text, text_part, table, edge_index, transfer0))
                 continue
             b = f.shape[0]
             x = F.linear(f, first.weight[:, :d]) + text_part.unsqueeze(0).expand(b, -1, -1)  # [b, K, hidden]
@@ -301,21 +341,25 @@ class IstModule(nn.Module):
         return torch.cat(logits, 0)
 
     def _forward_subgraph(
-        self, f: torch.Tensor, text: torch.Tensor, text_part: torch.Tensor, table: NeighbourTable, edge_index: torch.Tensor
+        self,
+        f: torch.Tensor,
+        text: torch.Tensor,
+        text_part: torch.Tensor,
+        table: NeighbourTable,
+        edge_index: torch.Tensor,
+        transfer0: torch.Tensor,
     ) -> torch.Tensor:
         """Approximate image mode for one chunk: the GAT over each image's propagated nodes only.
 
         Shapes:
-            f [b, K, D], text [K, D], text_part [K, hidden] -> logits [b, K]
+            f [b, K, D], text [K, D], text_part [K, hidden], transfer0 [K, D] -> logits [b, K]
         """
         b, n_labels, d = f.shape
-        t = F.normalize(text, dim=-1, eps=DEFAULT_EPS)
-        f_flat = f.reshape(b * n_labels, d)
-        # the zero-transfer score e^s cos(f, t): what every label outside the subgraph keeps, and
-        # what ranks the candidates
-        region = self.logit_scale.exp() * torch.einsum("bkd,kd->bk", F.normalize(f, dim=-1, eps=DEFAULT_EPS), t)
+        # every label starts from the score it gets without image evidence in the graph; the best
+        # by that score and their neighbours are then propagated with their image evidence
+        fallback = self.fallback_scores(f, text, transfer0)  # [b, K]
         with torch.no_grad():
-            keep = self.propagated_nodes(region, edge_index).reshape(-1)  # [b*K]
+            keep = self.propagated_nodes(fallback, edge_index).reshape(-1)  # [b*K]
             nodes = keep.nonzero().squeeze(1)  # [V] flat ids b*K + c
             label = nodes % n_labels  # [V]
             local = torch.full((b * n_labels,), -1, dtype=torch.long, device=f.device)
@@ -324,12 +368,12 @@ class IstModule(nn.Module):
             neighbours = local[sub.index + (nodes - label).unsqueeze(1)]  # [V, S]: same image, subgraph rows
             sub = NeighbourTable(neighbours.clamp_min(0), sub.weight, sub.mask & (neighbours >= 0))
         first, rest = self.in_proj[0], self.in_proj[1:]
-        f_sel = f_flat[nodes]  # [V, D]
+        f_sel = f.reshape(b * n_labels, d)[nodes]  # [V, D]
         h = rest(F.linear(f_sel, first.weight[:, :d]) + text_part[label])  # [V, hidden]
         h = self._propagate(h, sub)
         out = F.normalize(f_sel + self.out_proj(h), dim=-1, eps=DEFAULT_EPS)
-        y = self.logit_scale.exp() * (out * t[label]).sum(-1)  # [V]
-        return region.reshape(-1).index_put((nodes,), y).reshape(b, n_labels)
+        y = self.logit_scale.exp() * (out * F.normalize(text[label], dim=-1, eps=DEFAULT_EPS)).sum(-1)  # [V]
+        return fallback.reshape(-1).index_put((nodes,), y).reshape(b, n_labels)
 
     def extra_repr(self) -> str:
         return (
