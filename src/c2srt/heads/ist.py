@@ -50,9 +50,11 @@ from torch import nn
 from ..constants import DEFAULT_EPS, INIT_LOGIT_SCALE
 
 MODES = ("image", "label")
-#: elements of one [nodes, neighbours, hidden] block of the attention: 4 MB in fp32, so a block's
-#: intermediates stay in cache (2^18 to 2^22 were alike on 2 cores; 2^24 was 1.7x slower)
+#: elements of one [nodes, neighbours, hidden] block of the attention: on CPU 4 MB in fp32, so a
+#: block's intermediates stay in cache (2^18 to 2^22 were alike on 2 cores; 2^24 was 1.7x slower);
+#: on a GPU 256 MB, so that kernel launches stay few
 ATTENTION_BLOCK = 1 << 20
+ATTENTION_BLOCK_CUDA = 1 << 26
 
 
 @dataclass
@@ -113,37 +115,51 @@ def neighbour_table(edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nod
     return NeighbourTable(index, weight, mask)
 
 
-def gatv2_gather(conv: nn.Module, x: torch.Tensor, table: NeighbourTable, *, block: int = ATTENTION_BLOCK) -> torch.Tensor:
+def gatv2_gather(conv: nn.Module, x: torch.Tensor, table: NeighbourTable, *, block: int | None = None) -> torch.Tensor:
     r"""torch_geometric's `GATv2Conv` forward (concatenated heads, one edge feature), on a neighbour table.
 
     The same computation, on the conv's own parameters:
     :math:`e_{ij} = a^\top \mathrm{LeakyReLU}(W_l x_j + W_r x_i + w_{ij} W_e)`, softmax over the
     in-neighbours j of i (self-loop included), :math:`x'_i = \sum_j \alpha_{ij} W_l x_j + b`.
-    Nodes are processed in blocks of at most `block` attention elements, which bounds the memory of
-    the [nodes, neighbours, hidden] intermediates whatever the number of images or labels.
+    Nodes are taken in order of their number of neighbours, in blocks of at most `block` attention
+    elements (default by device) as wide as their widest row: padding costs little when degrees
+    vary (a per-image subgraph keeps few of most nodes' neighbours), and the memory of the
+    [nodes, neighbours, hidden] intermediates stays bounded whatever the number of images or labels.
 
     Shapes:
         x [V, F_in], table of V rows -> [V, heads * out_channels]
     """
     heads, ch = conv.heads, conv.out_channels
-    n, width = table.index.shape
+    n = table.index.shape[0]
     x_l = conv.lin_l(x).view(n, heads, ch)  # messages and the source half of the attention
     x_r = conv.lin_r(x).view(n, heads, ch)  # the target half
     w_e = conv.lin_edge.weight.view(heads, ch)  # lin_edge: [1] -> [heads * ch], no bias
-    att = conv.att.view(heads, ch, 1)
-    rows = max(1, block // max(1, width * heads * ch))
+    att = conv.att.view(heads, ch)
+    if block is None:
+        block = ATTENTION_BLOCK_CUDA if x.is_cuda else ATTENTION_BLOCK
+    # each row's neighbours first (a subgraph's mask leaves gaps), rows by increasing count
+    first = torch.argsort((~table.mask).to(torch.uint8), dim=1, stable=True)  # [V, S]
+    index, weight, mask = (t.gather(1, first) for t in (table.index, table.weight, table.mask))
+    counts = mask.sum(1)  # [V] >= 1: the self-loop
+    order = torch.argsort(counts, stable=True)
+    widths = counts[order].tolist()  # one transfer to the host, then plain Python
     out = []
-    for a in range(0, n, rows):
-        idx, w, m = table.index[a : a + rows], table.weight[a : a + rows], table.mask[a : a + rows]
-        x_j = x_l[idx]  # [n', S, heads, ch]
-        z = x_j + x_r[a : a + rows].unsqueeze(1)  # [n', S, heads, ch]; in place from here (autograd allows it)
+    a = 0
+    while a < n:
+        end = min(n, a + max(1, block // (widths[a] * heads * ch)))
+        end = min(end, a + max(1, block // (widths[end - 1] * heads * ch)))  # the widest row decides
+        rows, width = order[a:end], widths[end - 1]
+        idx, w, m = index[rows, :width], weight[rows, :width], mask[rows, :width]
+        x_j = x_l[idx]  # [n', S', heads, ch]
+        z = x_j + x_r[rows].unsqueeze(1)  # [n', S', heads, ch]; in place from here (autograd allows it)
         z.addcmul_(w.to(z.dtype)[..., None, None], w_e)  # + w_ij W_e
         F.leaky_relu_(z, conv.negative_slope)
-        logit = torch.matmul(z.unsqueeze(-2), att).flatten(2)  # [n', S, heads, 1, ch] x [heads, ch, 1] -> [n', S, heads]
+        logit = (z * att).sum(-1)  # [n', S', heads]
         logit = logit.masked_fill(~m.unsqueeze(-1), float("-inf"))  # every row keeps its self-loop
         alpha = F.dropout(torch.softmax(logit, dim=1), p=conv.dropout, training=conv.training)
-        out.append(torch.einsum("nsh,nshc->nhc", alpha, x_j))  # [n', heads, ch]
-    h = torch.cat(out).reshape(n, heads * ch)
+        out.append((alpha.unsqueeze(-1) * x_j).sum(1))  # [n', heads, ch]
+        a = end
+    h = torch.cat(out)[torch.argsort(order)].reshape(n, heads * ch)  # back to node order
     return h + conv.bias if conv.bias is not None else h
 
 
