@@ -286,3 +286,23 @@ def test_approximate_mode_trains() -> None:
 def test_negative_top_m_is_refused() -> None:
     with pytest.raises(ValueError, match="top_m"):
         IstModule(D, hidden=16, heads=4, top_m=-1)
+
+
+def test_the_no_evidence_transfer_is_reused_only_while_nothing_changed(monkeypatch) -> None:
+    m = _module(top_m=2)
+    f_img, text = _inputs()
+    calls = []
+    original = m.no_evidence_transfer
+    monkeypatch.setattr(m, "no_evidence_transfer", lambda *a: calls.append(1) or original(*a))
+    with torch.no_grad():
+        first = m(f_img, text, EDGES, WEIGHTS)
+        torch.testing.assert_close(m(f_img, text.clone(), EDGES.clone(), WEIGHTS.clone()), first)  # equal inputs: reused
+        assert len(calls) == 1
+        m(f_img, text, EDGES, WEIGHTS * 0.5)  # another graph weighting
+        m(f_img, F.normalize(text + 0.1, dim=-1), EDGES, WEIGHTS)  # another vocabulary
+        assert len(calls) == 3
+        m.out_proj.weight.mul_(2.0)  # new weights (as load_state_dict copies in place)
+        again = m(f_img, text, EDGES, WEIGHTS)
+        assert len(calls) == 4 and not torch.allclose(again, first)
+    m(f_img, text, EDGES, WEIGHTS)  # with gradients: never cached
+    assert len(calls) == 5
