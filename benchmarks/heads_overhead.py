@@ -103,11 +103,13 @@ def random_vocabulary(k: int, dim: int, neighbors: int, device: torch.device, se
     return LabelSet([f"label {i}" for i in range(k)], text.to(device), torch.stack([src, dst]).to(device), weight.to(device))
 
 
-def build_models(backbone: str, top_m: int, device: torch.device) -> dict[str, C2SRT]:
-    """Every variant on one shared image tower (speed does not depend on the weights)."""
+def build_models(backbone: str, top_m: int, device: torch.device, names: list[str]) -> dict[str, C2SRT]:
+    """The variants `names` on one shared image tower (speed does not depend on the weights)."""
     models: dict[str, C2SRT] = {}
     shared = None
     for name, (head, ist) in VARIANTS.items():
+        if name not in names:
+            continue
         ist_cfg = IstCfg(mode=ist, top_m=top_m if name == IMAGE_TOP_M else 0)
         cfg = ModelCfg(backbone=backbone, pretrained=None, distill=False, head=HeadCfg(name=head or "mkt"), ist=ist_cfg)
         model = create_model(cfg, device=device, teacher=False).eval()
@@ -128,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=1, help="untimed iterations per variant")
     p.add_argument("--iters", type=int, default=2, help="timed iterations per variant")
     p.add_argument("--heads-only", action="store_true", help="time the heads on stored features only (and bare encoding)")
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="subset (bare encoding always runs)")
     p.add_argument("--smoke", action="store_true", help="tiny backbone and sizes, to check that the script runs")
     add_device_args(p)
     p.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
@@ -138,10 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     load_before = os.getloadavg()[0]
 
-    models = build_models(args.backbone, args.top_m, device)
+    variants = [BARE, *(v for v in VARIANTS if v in args.variants and v != BARE)]
+    models = build_models(args.backbone, args.top_m, device, [*variants, "MKT", "C2SRT ISR + IST label"])
     first = models["MKT"]
     images = torch.randn(args.batch, 3, first.image_size, first.image_size, device=device)
-    timed_end_to_end = [BARE] if args.heads_only else list(VARIANTS)
+    timed_end_to_end = [BARE] if args.heads_only else variants
 
     def run(name: str, labels: LabelSet) -> Callable[[], object]:
         model = models[name]
@@ -164,15 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for k in args.labels:
         labels = random_vocabulary(k, first.backbone.embed_dim, args.neighbors, device, seed=k)
-        times: dict[str, list[float]] = {n: [] for n in VARIANTS}
-        head_times: dict[str, list[float]] = {n: [] for n in VARIANTS}
-        peaks: dict[str, float] = {n: 0.0 for n in VARIANTS}
-        rises: dict[str, float] = {n: 0.0 for n in VARIANTS}
+        times: dict[str, list[float]] = {n: [] for n in variants}
+        head_times: dict[str, list[float]] = {n: [] for n in variants}
+        peaks: dict[str, float] = {n: 0.0 for n in variants}
+        rises: dict[str, float] = {n: 0.0 for n in variants}
         with torch.inference_mode(), autocast(device, args.precision):
             models["C2SRT ISR + IST label"]._refined(labels)  # once per vocabulary, like predict
             g, patches = first.backbone.encode_image(images)
             for it in range(args.warmup + args.iters):
-                for name in VARIANTS:
+                for name in variants:
                     fns = [("end", run(name, labels))] if name in timed_end_to_end else []
                     if VARIANTS[name][0] is not None:
                         fns.append(("head", heads_only(name, labels, g, patches)))
@@ -186,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                             (times if kind == "end" else head_times)[name].append(dt)
                         print(f"  K={k} iter {it} {name} ({kind}): {dt:.2f} s", file=sys.stderr, flush=True)
         bare = statistics.median(times[BARE])
-        for name in VARIANTS:
+        for name in variants:
             t = statistics.median(times[name]) if times[name] else float("nan")
             hs = statistics.median(head_times[name]) if head_times[name] else 0.0
             rows.append(

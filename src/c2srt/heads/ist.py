@@ -282,9 +282,12 @@ class IstModule(nn.Module):
         """Scaled cosine of per-category image features and label embeddings: [B, K, D], [K, D] -> [B, K]."""
         if f_img.ndim != 3 or f_img.shape[1:] != text.shape:
             raise ValueError(f"f_img must be [B, K, D] with [K, D] = {tuple(text.shape)}, got {tuple(f_img.shape)}")
-        f = F.normalize(f_img, dim=-1, eps=DEFAULT_EPS)
-        t = F.normalize(text, dim=-1, eps=DEFAULT_EPS)
-        return self.logit_scale.exp() * torch.einsum("bkd,kd->bk", f, t)  # [B, K, D] x [K, D] -> [B, K]
+        t = F.normalize(text, dim=-1, eps=DEFAULT_EPS).to(f_img.dtype)
+        # <f, t> as one batched product over labels ([K, B, D] x [K, D, 1]) and |f| apart: no
+        # normalised copy of f and no "bkd,kd->bk" einsum (which copies f to that layout first)
+        dot = torch.matmul(f_img.transpose(0, 1), t.unsqueeze(-1)).squeeze(-1).transpose(0, 1)  # [B, K]
+        norm = torch.linalg.vector_norm(f_img, dim=-1).clamp_min(DEFAULT_EPS)  # [B, K]
+        return self.logit_scale.exp() * dot / norm
 
     def propagated_nodes(self, scores: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         """Which (image, label) nodes the approximate image mode propagates over: each image's
