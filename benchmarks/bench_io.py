@@ -6,6 +6,8 @@ memory), the atomic writer from `c2srt.io`; this module adds the torch-side piec
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import csv
 import io
 import json
@@ -16,6 +18,28 @@ from typing import Any, Callable
 import torch
 
 from c2srt.io import atomic_write_text
+
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    """`--device` (default: cuda when present) and `--precision` (autocast dtype), the same in every script."""
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=list(PRECISIONS), default="fp32", help="autocast dtype (fp32: none)")
+
+
+def resolve_device(name: str) -> torch.device:
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: no CUDA device here")
+    return device
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast to the `--precision` dtype, or nothing for fp32."""
+    dtype = PRECISIONS[precision]
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def timed(fn: Callable[[], object], device: torch.device) -> float:

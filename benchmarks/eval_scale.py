@@ -11,8 +11,12 @@ Each image carries a handful (uniform in [--labels-min, --labels-max]) of verifi
 or -1, about one in ten of them among the unseen columns; everything else is 0 (unknown).
 Positive entries get a score bonus so that the figures are not those of chance.
 
+The evaluator is numpy on the CPU: `--device` and `--precision` are accepted (so that `gpu.sh`
+passes every script the same flags) and change nothing.
+
     python benchmarks/eval_scale.py --rows 5000          # quick check
     python benchmarks/eval_scale.py                      # full size
+    python benchmarks/eval_scale.py --smoke              # tiny: does it run?
 """
 
 from __future__ import annotations
@@ -116,8 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels-min", type=int, default=LABELS_PER_IMAGE[0], help="fewest verified labels per image")
     p.add_argument("--labels-max", type=int, default=LABELS_PER_IMAGE[1], help="most verified labels per image")
     p.add_argument("--no-row-pooled", action="store_true", help="skip the row-pooled compatibility mAP")
+    p.add_argument("--device", default="cpu", help="accepted for gpu.sh; the evaluator runs on the CPU")
+    p.add_argument("--precision", default="fp32", help="accepted for gpu.sh; scores are float32")
+    p.add_argument("--smoke", action="store_true", help="2,000 rows, to check that the script runs")
     p.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     args = p.parse_args(argv)
+    if args.smoke:
+        args.rows = min(args.rows, 2000)
     if not 0 < args.unseen < args.cols or args.rows < 1 or args.chunk < 1 or not 1 <= args.labels_min <= args.labels_max <= args.cols:
         p.error("need 0 < --unseen < --cols, --rows >= 1, --chunk >= 1 and 1 <= --labels-min <= --labels-max <= --cols")
 

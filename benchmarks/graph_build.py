@@ -2,7 +2,10 @@
 
 Usage:
     python benchmarks/graph_build.py [--labels ../shared/data/coco8/classes.txt] [--threads 2]
-        [--cache DIR] [--project 1006 7586] [--repeats 1]
+        [--cache DIR] [--project 1006 7586] [--repeats 1] [--sources embedding llm] [--smoke]
+
+The local language model and MiniLM run on the CPU (`c2srt.graph` has no device option): `--device`
+and `--precision` are accepted, so that `gpu.sh` passes every script the same flags, and recorded.
 
 Prints a table (labels, candidates, seconds, seconds per label, projected seconds) with the
 machine load, and writes it as CSV under benchmarks/results/ (git SHA and versions in the name).
@@ -27,6 +30,12 @@ from c2srt.graph.llm import LocalLMScorer
 from c2srt.vocabulary import read_label_file
 
 REPO = Path(__file__).resolve().parents[1]
+# ../shared/data beside the repository (or beside the folder of git worktrees)
+DEFAULT_LABELS = next(
+    (c for c in (REPO.parent / "shared" / "data" / "coco8" / "classes.txt", REPO.parents[1] / "shared" / "data" / "coco8" / "classes.txt") if c.is_file()),
+    None,
+)
+FALLBACK_LABELS = 80  # synthetic names when no label file is at hand (timing only)
 
 
 def _sha() -> str:
@@ -40,25 +49,38 @@ def _sha() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--labels", type=Path, default=REPO.parent / "shared" / "data" / "coco8" / "classes.txt")
+    ap.add_argument("--labels", type=Path, default=DEFAULT_LABELS, help="label file (default: COCO8's 80 classes)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--candidates", type=int, default=30)
     ap.add_argument("--cache", type=Path, default=None, help="cache root (default $C2SRT_CACHE or ~/.cache/c2srt)")
     ap.add_argument("--project", type=int, nargs="*", default=[1006, 7586], help="vocabulary sizes to project to")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--sources", nargs="+", choices=("embedding", "llm"), default=["embedding", "llm"])
+    ap.add_argument("--device", default="cpu", help="accepted for gpu.sh; the graph sources run on the CPU")
+    ap.add_argument("--precision", default="fp32", help="accepted for gpu.sh")
+    ap.add_argument("--smoke", action="store_true", help="the embedding source on 10 labels, to check that the script runs")
+    ap.add_argument("--out-dir", type=Path, default=REPO / "benchmarks" / "results")
     args = ap.parse_args()
+    if args.smoke:
+        args.sources = ["embedding"]
     torch.set_num_threads(args.threads)
-    labels = read_label_file(args.labels)
+    if args.labels is not None:
+        labels = read_label_file(args.labels)
+    else:
+        print(f"no COCO8 classes.txt beside the repository: timing {FALLBACK_LABELS} synthetic names (pass --labels)")
+        labels = [f"concept {i:02d}" for i in range(FALLBACK_LABELS)]
+    if args.smoke:
+        labels = labels[:10]
     enc = minilm_encoder()
     t0 = time.perf_counter()
     enc(labels)  # loads MiniLM
     t_minilm = time.perf_counter() - t0
     t0 = time.perf_counter()
-    scorer = LocalLMScorer(cache_dir=args.cache)
+    scorer = LocalLMScorer(cache_dir=args.cache) if "llm" in args.sources else None
     t_load = time.perf_counter() - t0
 
     rows = []
-    for source in ("embedding", "llm"):
+    for source in args.sources:
         times = []
         for _ in range(args.repeats):
             if source == "llm":
@@ -82,14 +104,14 @@ def main() -> None:
         rows.append(row)
 
     load = os.getloadavg()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads {args.threads}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads {args.threads}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} (CPU; --device {args.device} not used)")
     print(f"one-off: MiniLM load + encode {t_minilm:.1f} s; local LLM load {t_load:.1f} s (first use converts the GGUF: about 50 s more)")
     keys = list(rows[0])
     widths = [max(len(k), *(len(str(r[k])) for r in rows)) for k in keys]
     print("  ".join(k.ljust(w) for k, w in zip(keys, widths)))
     for r in rows:
         print("  ".join(str(r[k]).ljust(w) for k, w in zip(keys, widths)))
-    out_dir = REPO / "benchmarks" / "results"
+    out_dir = args.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"graph_build_{len(labels)}labels_{_sha()}_torch{torch.__version__.split('+')[0]}_t{args.threads}.csv"
     tmp = out.with_suffix(".tmp")

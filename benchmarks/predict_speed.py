@@ -14,8 +14,12 @@ runs `--warmup` untimed batches first; then, per vocabulary, one untimed single 
 vocabulary and `--iters` timed batches follow. The table gives the median. The machine load
 (1-minute load average) is recorded before and after: these machines are shared.
 
+`--precision bf16` wraps the calls in autocast here (`c2srt predict` itself runs in fp32).
+
     python benchmarks/predict_speed.py                              # defaults below
     python benchmarks/predict_speed.py --iters 1 --labels 81        # a quicker look
+    python benchmarks/predict_speed.py --device cuda --precision bf16
+    python benchmarks/predict_speed.py --smoke                      # tiny: does it run?
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_io import timed, write_rows  # noqa: E402
+from bench_io import add_device_args, autocast, resolve_device, timed, write_rows  # noqa: E402
 from eval_scale import RESULTS_DIR, environment  # noqa: E402
 
 from c2srt.config import HeadCfg, IstCfg, ModelCfg  # noqa: E402
@@ -88,16 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed batches per model")
     p.add_argument("--iters", type=int, default=DEFAULT_ITERS, help="timed batches per model and vocabulary")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--smoke", action="store_true", help="tiny backbone and sizes, to check that the script runs")
+    add_device_args(p)
     p.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     args = p.parse_args(argv)
+    if args.smoke:
+        args.backbone, args.batch, args.labels, args.warmup, args.iters = "test-tiny", 4, [20], 0, 1
     if args.batch < 1 or args.iters < 1 or args.warmup < 0 or min(args.labels) < 1:
         p.error("need --batch >= 1, --iters >= 1, --warmup >= 0 and label counts >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     env = environment()
-    env.update(torch_threads=str(torch.get_num_threads()), device=str(device))
+    env.update(torch_threads=str(torch.get_num_threads()), device=str(device), precision=args.precision)
     if device.type == "cuda":
         env["cuda"] = str(torch.version.cuda)
         env["gpu"] = torch.cuda.get_device_name(device)
@@ -110,11 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         for v, k in enumerate(args.labels):
             names = vocabulary_names(k)
             row = {"config": config, "labels": k, "batch": args.batch, **vocabulary_cost(rec, names, device)}
-            if v == 0:
-                for _ in range(args.warmup):
-                    rec.predict(images, names, top=TOP, batch_size=args.batch)
-            rec.predict(images[:1], names, top=TOP)  # primes the vocabulary (cached for what follows)
-            times = [timed(lambda rec=rec, names=names: rec.predict(images, names, top=TOP, batch_size=args.batch), device) for _ in range(args.iters)]
+            with autocast(device, args.precision):
+                if v == 0:
+                    for _ in range(args.warmup):
+                        rec.predict(images, names, top=TOP, batch_size=args.batch)
+                rec.predict(images[:1], names, top=TOP)  # primes the vocabulary (cached for what follows)
+                times = [timed(lambda rec=rec, names=names: rec.predict(images, names, top=TOP, batch_size=args.batch), device) for _ in range(args.iters)]
             sec = statistics.median(times)
             row.update(s_per_batch=sec, images_per_s=args.batch / sec, load_1min=os.getloadavg()[0])
             rows.append(row)
@@ -147,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in [*run.items(), *env.items()]:
         print(f"{key.ljust(width)}  {value}")
 
-    tag = f"predict_speed_{args.backbone}_b{args.batch}_{env['git_sha']}_torch{env['torch']}_{device.type}"
+    tag = f"predict_speed_{args.backbone}_b{args.batch}_{args.precision}_{env['git_sha']}_torch{env['torch']}_{device.type}"
     rounded = [{c: (round(r[c], 4) if isinstance(r[c], float) else r[c]) for c in cols} for r in rows]
     write_rows(args.out_dir, tag, rounded, run=run, environment=env)
     return 0

@@ -85,3 +85,45 @@ def test_distillation_is_mean_absolute_error_and_spares_the_teacher() -> None:
     assert teacher.grad is None and student.grad is not None
     with pytest.raises(ValueError, match="student"):
         distillation_loss(student, teacher[:1])
+
+
+def dense_ranking(scores: torch.Tensor, labels: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+    """The [B, K, K] formulation over every label pair (an independent, vectorised reference)."""
+    pos, neg = (labels == 1).float(), (labels == -1).float()
+    hinge = (margin + scores.unsqueeze(2) - scores.unsqueeze(1)).clamp_min(0) * (neg.unsqueeze(2) * pos.unsqueeze(1))
+    per_image = hinge.sum((1, 2)) / ((hinge > 0).sum((1, 2)).float() + 1e-8)
+    keep = (pos.sum(1) > 0) & (neg.sum(1) > 0)
+    return per_image[keep].mean()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_sparse_labels_match_the_dense_pair_reference_in_value_and_gradient(seed: int) -> None:
+    """Open Images-like rows: a handful of annotated labels among many, different counts per image."""
+    g = torch.Generator().manual_seed(seed)
+    b, k = 8, 300
+    labels = torch.zeros(b, k, dtype=torch.long)
+    for row in range(b):
+        cols = torch.randperm(k, generator=g)[: 3 + row]
+        labels[row, cols] = torch.where(torch.rand(len(cols), generator=g) < 0.5, 1, -1)
+    labels[0, :] = 0
+    labels[0, :2] = torch.tensor([1, -1])
+    s1 = (torch.randn(b, k, generator=g) * 2).requires_grad_(True)
+    s2 = s1.detach().clone().requires_grad_(True)
+    got, ref = ranking_loss(s1, labels), dense_ranking(s2, labels)
+    assert got.item() == pytest.approx(ref.item(), rel=1e-6)
+    got.backward()
+    ref.backward()
+    torch.testing.assert_close(s1.grad, s2.grad)
+
+
+def test_sparse_labels_over_a_huge_vocabulary_need_no_label_by_label_matrix() -> None:
+    """200,000 columns, ten annotated per image: a [B, K, K] intermediate would need 1.3 TB."""
+    b, k = 8, 200_000
+    g = torch.Generator().manual_seed(0)
+    labels = torch.zeros(b, k, dtype=torch.long)
+    cols = torch.randint(0, k, (b, 10), generator=g)
+    labels.scatter_(1, cols, torch.tensor([1, -1] * 5).expand(b, 10))
+    scores = torch.randn(b, k, generator=g)
+    got = ranking_loss(scores, labels)
+    sub = torch.unique(cols)  # the annotated columns alone give the same loss
+    assert got.item() == pytest.approx(brute_ranking(scores[:, sub], labels[:, sub]), rel=1e-5)

@@ -195,6 +195,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         explain_dir=args.explain,
         progress=not args.no_progress,
+        workers=args.workers,
     )
     n_ok = n_bad = 0
     first = True
@@ -328,6 +329,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--explain", type=Path, help="folder for per-image PNGs of the ISR regions of the top labels")
     p.add_argument("--graph", type=Path, help="category graph JSON for the vocabulary (default: built on the fly)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, help="processes reading images while the model runs (default: cores - 1, at most 8; 0: none)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)

@@ -37,6 +37,7 @@ class IstCfg:
     hidden: int = 256  # node feature width inside the GAT, in channels
     dropout: float = 0.0  # attention dropout
     image_chunk: int = 16  # images per GAT pass in "image" mode (bounds memory)
+    top_m: int = 0  # "image" mode: propagate over each image's top-M labels by region score and their graph neighbours only (0: every label, exact)
 
 
 @dataclass
@@ -272,6 +273,8 @@ def validate(cfg: Cfg) -> Cfg:
         raise ConfigError("model.templates: each template needs a '{}' for the label")
     if cfg.graph.source == "file" and not cfg.graph.path:
         raise ConfigError("graph.path: required when graph.source is 'file'")
+    if cfg.model.ist.top_m < 0:
+        raise ConfigError(f"model.ist.top_m: {cfg.model.ist.top_m} must be >= 0 (0: exact)")
     if cfg.model.ist.hidden % cfg.model.ist.heads:
         raise ConfigError(f"model.ist.hidden ({cfg.model.ist.hidden}) must be divisible by model.ist.heads")
     m = cfg.model

@@ -280,6 +280,7 @@ def create_model(
             dropout=cfg.ist.dropout,
             mode=cfg.ist.mode,
             image_chunk=cfg.ist.image_chunk,
+            top_m=cfg.ist.top_m,
         )
     mean, std = (bundle.mean, bundle.std) if cfg.normalization == "backbone" else normalization(cfg.normalization)
     model = C2SRT(

@@ -140,9 +140,10 @@ class Recognizer:
         self._vocab_graph: "tuple[tuple[str, ...], CategoryGraph] | None" = None
         self._neighbors: tuple[tuple[str, ...], Neighbors] | None = None
 
-    def _crop_box(self, img: "Image.Image") -> tuple[float, float, float, float]:
-        """The part of `img` the model sees (what `self.transform` keeps), in `img`'s pixels."""
-        return center_crop_box(*img.size, resize=self._resize, crop=self.model.image_size)
+    def _crop_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        """The part of an image of `size` (width, height) the model sees (what `self.transform`
+        keeps), in its pixels."""
+        return center_crop_box(*size, resize=self._resize, crop=self.model.image_size)
 
     @property
     def graph(self) -> "CategoryGraph | None":
@@ -249,6 +250,7 @@ class Recognizer:
         explain_top: int = EXPLAIN_TOP,
         progress: bool = False,
         return_weights: bool = False,
+        workers: int | None = None,
     ) -> list[Prediction]:
         """Ranked labels per image, in input order (see `iter_predict` for streaming and the arguments)."""
         return list(
@@ -262,6 +264,7 @@ class Recognizer:
                 explain_top=explain_top,
                 progress=progress,
                 return_weights=return_weights,
+                workers=workers,
             )
         )
 
@@ -277,6 +280,7 @@ class Recognizer:
         explain_top: int = EXPLAIN_TOP,
         progress: bool = False,
         return_weights: bool = False,
+        workers: int | None = None,
     ) -> Iterator[Prediction]:
         """Stream predictions batch by batch over files and folders, in input order.
 
@@ -297,9 +301,12 @@ class Recognizer:
             progress: show a progress bar (tqdm, on stderr).
             return_weights: also return each returned label's patch weights (`Prediction.weights`,
                 for pictures such as `viz.region_overlay`).
+            workers: processes that read and transform image files while the model runs (None:
+                `default_workers()`; 0: read them in this process). Used when the inputs are files
+                or folders (not in-memory images) and more than one batch may come.
 
         Raises:
-            ValueError: a bad `top`, `batch_size` or `explain_top`, or a bad vocabulary.
+            ValueError: a bad `top`, `batch_size`, `explain_top` or `workers`, or a bad vocabulary.
         """
         if isinstance(images, (str, Path)):
             images = [images]
@@ -309,15 +316,19 @@ class Recognizer:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if explain_top < 1:
             raise ValueError(f"explain_top must be >= 1, got {explain_top}")
+        if workers is not None and workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
         if explain_dir is not None:
             explain_dir = Path(explain_dir)
             if explain_dir.exists() and not explain_dir.is_dir():
                 raise ValueError(f"{explain_dir}: the explanation folder is a file")
         vocab = self.vocabulary(labels)
         images = list(images)
-        return self._stream(
-            images, vocab, top, threshold, batch_size, return_weights, explain_dir, explain_top, progress
-        )
+        workers = default_workers() if workers is None else workers
+        args = (vocab, top, threshold, batch_size, return_weights, explain_dir, explain_top, progress)
+        if workers and _worth_workers(images, batch_size):
+            return self._stream_files(images, *args, workers)
+        return self._stream(images, *args)
 
     def _stream(
         self,
@@ -382,6 +393,51 @@ class Recognizer:
             if bar is not None:
                 bar.close()
 
+    def _stream_files(
+        self,
+        images: list[Any],
+        vocab: "LabelSet",
+        top: int | None,
+        threshold: float | None,
+        batch_size: int,
+        return_weights: bool,
+        explain_dir: Path | None,
+        explain_top: int,
+        progress: bool,
+        workers: int,
+    ) -> Iterator[Prediction]:
+        """`_stream` for files and folders, with reading, decoding and the transform in DataLoader
+        workers, so that the model never waits for the disk or the JPEG decoder."""
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=sum(1 for _ in iter_image_paths(images)), unit="img", desc="predict")
+        loader = torch.utils.data.DataLoader(
+            _FileBatches(images, self.transform, batch_size, keep_images=explain_dir is not None),
+            batch_size=None,  # the dataset yields whole batches
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        used_names: set[str] = set()
+        try:
+            for item in loader:
+                for name, err in item["entries"]:
+                    if err is not None:
+                        _logger.warning("skipping %s", err)
+                ok = [(name, img) for (name, err), img in zip(item["entries"], item["images"]) if err is None]
+                results = self._run_batch(
+                    ok, vocab, top, threshold, return_weights, explain_dir, explain_top, used_names,
+                    pixels=item["pixels"], sizes=item["sizes"],
+                )
+                for name, err in item["entries"]:
+                    yield Prediction(name, error=err) if err is not None else next(results)
+                if bar is not None:
+                    bar.update(len(item["entries"]))
+        finally:
+            if bar is not None:
+                bar.close()
+
     def _run_batch(
         self,
         batch: list[tuple[str, Any]],
@@ -392,8 +448,15 @@ class Recognizer:
         explain_dir: Path | None,
         explain_top: int,
         used_names: set[str],
+        *,
+        pixels: torch.Tensor | None = None,
+        sizes: list[tuple[int, int]] | None = None,
     ) -> Iterator[Prediction]:
-        x = torch.stack([self.transform(img) for _, img in batch]).to(self.device)  # [B, 3, H, W]
+        """Predictions for `batch` [(name, image)]; `pixels` and `sizes` when the images were read
+        and transformed elsewhere (then an image is None unless an explanation needs it)."""
+        if pixels is None:
+            pixels = torch.stack([self.transform(img) for _, img in batch])  # [B, 3, H, W]
+        x = pixels.to(self.device, non_blocking=True)
         with torch.no_grad():
             out = self.model(x, vocab, return_weights=return_weights or explain_dir is not None)
         logits = out.logits.float().cpu()  # [B, K]
@@ -407,7 +470,7 @@ class Recognizer:
             ranked = [(names[k], scores[k]) for k in torch.argsort(logits[b], descending=True, stable=True).tolist()]
             kept = keep_labels(ranked, top, threshold)
             ks = [index[n] for n, _ in kept]
-            pred = Prediction(name, kept, crop_box=self._crop_box(img))
+            pred = Prediction(name, kept, crop_box=self._crop_box(sizes[b] if sizes is not None else img.size))
             if counts is not None:
                 pred.counts = {names[k]: int(counts[b, k]) for k in ks}
             if return_weights and weights is not None:
@@ -454,8 +517,64 @@ class Recognizer:
             cnt,
             explain_dir / fname,
             title=Path(name).name,
-            crop_box=self._crop_box(img),
+            crop_box=self._crop_box(img.size),
         )
+
+
+def default_workers() -> int:
+    """Image-reading processes of `iter_predict`: every core but the one feeding the model, at most 8."""
+    return min(8, max(1, (os.cpu_count() or 1) - 1))
+
+
+def _worth_workers(images: Sequence[Any], batch_size: int) -> bool:
+    """Worker processes pay off for files and folders (not in-memory images) when more than one batch may come."""
+    if not images or not all(isinstance(x, (str, Path)) for x in images):
+        return False
+    return len(images) > batch_size or any(Path(x).is_dir() for x in images)
+
+
+class _FileBatches(torch.utils.data.IterableDataset):
+    """Batches of image files, read and transformed where the iterator runs (a DataLoader worker).
+
+    Worker w of W takes batches w, w + W, w + 2W, ... of the input order; the DataLoader asks its
+    workers in turn, so the batches come back in input order. Each batch holds `batch_size` inputs:
+    `entries` [(name, error or None)], `pixels` [n readable, 3, H, W] (None if none is), `images`
+    (the PIL images when `keep_images`, for explanations; None entries otherwise).
+    """
+
+    def __init__(self, inputs: list[Any], transform: Any, batch_size: int, *, keep_images: bool) -> None:
+        super().__init__()
+        self.inputs, self.transform, self.batch_size, self.keep_images = inputs, transform, batch_size, keep_images
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = torch.utils.data.get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        entries: list[tuple[str, str | None]] = []
+        pixels: list[torch.Tensor] = []
+        images: list[Any] = []
+        sizes: list[tuple[int, int]] = []
+        for i, path in enumerate(iter_image_paths(self.inputs)):
+            if (i // self.batch_size) % n_workers != worker:
+                continue
+            try:
+                img = open_rgb(path)
+                pixels.append(self.transform(img))
+                images.append(img if self.keep_images else None)
+                sizes.append(img.size)
+                entries.append((str(path), None))
+            except ValueError as e:  # ImageReadError
+                images.append(None)
+                entries.append((str(path), str(e)))
+            if (i + 1) % self.batch_size == 0:
+                yield self._batch(entries, pixels, images, sizes)
+                entries, pixels, images, sizes = [], [], [], []
+        if entries:
+            yield self._batch(entries, pixels, images, sizes)
+
+    @staticmethod
+    def _batch(entries: list, pixels: list, images: list, sizes: list) -> dict[str, Any]:
+        """`images` and `entries` hold every input; `pixels` and `sizes` the readable ones only."""
+        return {"entries": entries, "pixels": torch.stack(pixels) if pixels else None, "images": images, "sizes": sizes}
 
 
 def _as_rgb(image: Any, name: str) -> "Image.Image":

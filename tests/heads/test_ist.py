@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from c2srt.heads.ist import IstModule, batch_edges
+from c2srt.heads.ist import IstModule, neighbour_table
 
 D, K = 16, 6
 # a chain 0 -> 1 -> 2 and a pair 4 -> 5; node 3 is isolated
@@ -27,10 +27,14 @@ def _inputs(B: int = 3, seed: int = 0):
     return torch.randn(B, K, D, generator=g), F.normalize(torch.randn(K, D, generator=g), dim=-1)
 
 
-def test_batch_edges_offsets_each_copy() -> None:
-    ei, ew = batch_edges(EDGES, WEIGHTS, 2, K)
-    assert ei.tolist() == [[0, 1, 4, 6, 7, 10], [1, 2, 5, 7, 8, 11]]
-    assert ew.tolist() == pytest.approx([0.9, 0.5, 1.0] * 2)
+def test_neighbour_table_lists_in_neighbours_with_mean_weighted_self_loops() -> None:
+    t = neighbour_table(EDGES, WEIGHTS, K)
+    rows = {c: sorted((int(i), round(float(w), 4)) for i, w, m in zip(t.index[c], t.weight[c], t.mask[c]) if m) for c in range(K)}
+    # node 1 hears 0 (0.9) and itself (the mean of its incoming weights, 0.9); node 0 has no edge in: weight 0
+    assert rows == {0: [(0, 0.0)], 1: [(0, 0.9), (1, 0.9)], 2: [(1, 0.5), (2, 0.5)], 3: [(3, 0.0)], 4: [(4, 0.0)], 5: [(4, 1.0), (5, 1.0)]}
+    two = t.batched(2, K)  # copy 1's node c is node K + c
+    assert two.index.shape == (2 * K, t.index.shape[1])
+    assert (two.index[K:][two.mask[K:]] == t.index[t.mask] + K).all()
 
 
 def test_image_mode_shapes_and_chunking() -> None:
@@ -137,7 +141,168 @@ def test_image_mode_matches_the_definition_image_by_image() -> None:
     got = m(f_img, text, EDGES, WEIGHTS)
     for b in range(f_img.shape[0]):
         h = m.in_proj(torch.cat([f_img[b], text], dim=-1))  # [K, 2D] -> [K, hidden]
-        h = m.propagate(h, EDGES, WEIGHTS)
+        for conv, norm in zip(m.convs, m.norms):  # torch_geometric's layers, not ours
+            h = norm(h + _pyg_layer(conv, h, EDGES, WEIGHTS))
         out = f_img[b] + m.out_proj(h)
         ref = m.logit_scale.exp() * F.cosine_similarity(out, text, dim=-1)
         torch.testing.assert_close(got[b], ref, rtol=1e-5, atol=1e-5)
+
+
+def _pyg_layer(conv, h, edge_index, edge_weight):
+    """torch_geometric's own GATv2Conv forward (it adds the self-loops itself)."""
+    return conv(h, edge_index, edge_attr=edge_weight.unsqueeze(-1))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_gather_layer_equals_torch_geometric_gatv2conv(seed: int) -> None:
+    """Random graphs with duplicate edges, given self-loops, isolated nodes and a high in-degree hub."""
+    from c2srt.heads.ist import gatv2_gather
+
+    g = torch.Generator().manual_seed(seed)
+    n, e = 40, 150
+    src, dst = torch.randint(0, n, (e,), generator=g), torch.randint(0, n - 5, (e,), generator=g)  # 35..39: no edge in
+    dst[:30] = 7  # a hub hearing 30 neighbours
+    ei, ew = torch.stack([src, dst]), torch.rand(e, generator=g)
+    m = _module(seed=seed)
+    h = torch.randn(n, 16, generator=g)
+    for conv in m.convs:
+        ref = _pyg_layer(conv, h, ei, ew)
+        table = neighbour_table(ei, ew, n)
+        torch.testing.assert_close(gatv2_gather(conv, h, table), ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(gatv2_gather(conv, h, table, block=1), ref, rtol=1e-5, atol=1e-5)  # one node per block
+
+
+def test_gather_layer_gradients_equal_torch_geometric() -> None:
+    from c2srt.heads.ist import gatv2_gather
+
+    m = _module().train()
+    conv = m.convs[0]
+    h = torch.randn(K, 16, requires_grad=True)
+    gatv2_gather(conv, h, neighbour_table(EDGES, WEIGHTS, K)).square().sum().backward()
+    mine = [h.grad.clone()] + [p.grad.clone() for p in conv.parameters()]
+    h.grad = None
+    conv.zero_grad()
+    _pyg_layer(conv, h, EDGES, WEIGHTS).square().sum().backward()
+    ref = [h.grad] + [p.grad for p in conv.parameters()]
+    for a, b in zip(mine, ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------ approximate image mode (top_m)
+def _aligned_inputs(best: list[int], B: int = 2, seed: int = 0):
+    """Inputs whose region scores rank the labels in `best` first, in every image."""
+    f_img, text = _inputs(B, seed)
+    for rank, c in enumerate(best):
+        f_img[:, c] = text[c] * (10.0 - rank) + 0.1 * f_img[:, c]
+    return f_img, text
+
+
+def test_propagated_nodes_are_candidates_and_neighbours_both_ways() -> None:
+    m = _module(top_m=1)
+    region = torch.zeros(2, K)
+    region[0, 1] = 5.0  # image 0: label 1 is the candidate; it hears 0 and sends to 2
+    region[1, 5] = 5.0  # image 1: label 5 hears 4 and sends nowhere
+    sel = m.propagated_nodes(region, EDGES)
+    assert sel.tolist() == [[True, True, True, False, False, False], [False, False, False, False, True, True]]
+
+
+@pytest.mark.parametrize("top_m", [K, K + 3])
+def test_top_m_covering_the_vocabulary_is_the_exact_mode(top_m: int) -> None:
+    f_img, text = _inputs()
+    torch.testing.assert_close(_module(top_m=top_m)(f_img, text, EDGES, WEIGHTS), _module(top_m=0)(f_img, text, EDGES, WEIGHTS))
+
+
+def test_a_subgraph_reaching_every_label_equals_the_exact_mode() -> None:
+    """The approximate path itself (top_m < K) is exact when the candidates' neighbours are everything."""
+    hub = torch.tensor([[0] * (K - 1) + list(range(1, K)), list(range(1, K)) + [0] * (K - 1)])  # 0 <-> every label
+    w = torch.linspace(0.2, 1.0, hub.shape[1])
+    f_img, text = _aligned_inputs([0])
+    exact = _module(top_m=0)(f_img, text, hub, w)
+    torch.testing.assert_close(_module(top_m=1)(f_img, text, hub, w), exact, rtol=1e-5, atol=1e-5)
+
+
+def _no_evidence_scores(m: IstModule, f_img, text, edges, weights):
+    """e^s cos(f + W_o GAT(FFN([0; t])), t), with torch_geometric's own layers over the full graph."""
+    h = m.in_proj(torch.cat([torch.zeros_like(text), text], dim=-1))  # [K, 2D] -> [K, hidden]
+    for conv, norm in zip(m.convs, m.norms):
+        h = norm(h + _pyg_layer(conv, h, edges, weights))
+    return m.logit_scale.exp() * F.cosine_similarity(f_img + m.out_proj(h), text.unsqueeze(0), dim=-1)
+
+
+def test_labels_outside_the_subgraph_keep_their_no_evidence_score() -> None:
+    """Top label 5 (its only in-neighbour 4 hears nobody): 4 and 5 score as in the exact mode; the
+    rest score e^s cos(f + W_o GAT(FFN([0; t])), t): the transfer without image evidence."""
+    f_img, text = _aligned_inputs([5])
+    m, exact = _module(top_m=1), _module(top_m=0)
+    torch.nn.init.normal_(m.out_proj.bias, std=0.5)
+    exact.load_state_dict(m.state_dict())
+    got, ref = m(f_img, text, EDGES, WEIGHTS), exact(f_img, text, EDGES, WEIGHTS)
+    torch.testing.assert_close(got[:, 4:], ref[:, 4:], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got[:, :4], _no_evidence_scores(m, f_img, text, EDGES, WEIGHTS)[:, :4], rtol=1e-5, atol=1e-5)
+    assert (got[:, :4] - ref[:, :4]).abs().max() > 1e-3  # the exact mode does move them: an approximation
+
+
+def test_candidates_are_ranked_by_the_no_evidence_score() -> None:
+    from c2srt.heads.ist import neighbour_table as table_of
+
+    f_img, text = _inputs(4, seed=5)
+    m = _module(top_m=2)
+    d = text.shape[1]
+    text_part = F.linear(text, m.in_proj[0].weight[:, d:], m.in_proj[0].bias)
+    transfer0 = m.no_evidence_transfer(text_part, table_of(EDGES, WEIGHTS, K))
+    scores = m.fallback_scores(f_img, text, transfer0)
+    torch.testing.assert_close(scores, _no_evidence_scores(m, f_img, text, EDGES, WEIGHTS), rtol=1e-5, atol=1e-5)
+    sel = m.propagated_nodes(scores, EDGES)
+    top2 = scores.topk(2, dim=1).indices
+    assert sel.gather(1, top2).all() and (sel.sum(1) < K).any()
+    assert torch.equal(m.propagated_mask(f_img, text, EDGES, WEIGHTS), sel)
+    assert _module(top_m=0).propagated_mask(f_img, text, EDGES, WEIGHTS).all()
+
+
+def test_untrained_approximate_mode_is_exact() -> None:
+    """W_o = 0 (as built): no label receives any transfer, so the approximation changes nothing."""
+    f_img, text = _inputs()
+    torch.testing.assert_close(_module(top_m=1, trained=False)(f_img, text, EDGES, WEIGHTS), _module(trained=False)(f_img, text, EDGES, WEIGHTS))
+
+
+def test_approximate_mode_is_per_image_and_chunk_invariant() -> None:
+    f_img, text = _inputs(5, seed=3)
+    a = _module(top_m=2, image_chunk=16)(f_img, text, EDGES, WEIGHTS)
+    b = _module(top_m=2, image_chunk=2)(f_img, text, EDGES, WEIGHTS)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(_module(top_m=2)(f_img[3:4], text, EDGES, WEIGHTS), a[3:4], rtol=1e-5, atol=1e-5)
+
+
+def test_approximate_mode_trains() -> None:
+    m = _module(top_m=2).train()
+    f_img, text = _inputs()
+    f_img.requires_grad_(True)
+    m(f_img, text, EDGES, WEIGHTS).sum().backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert torch.isfinite(f_img.grad).all() and f_img.grad.abs().sum() > 0
+
+
+def test_negative_top_m_is_refused() -> None:
+    with pytest.raises(ValueError, match="top_m"):
+        IstModule(D, hidden=16, heads=4, top_m=-1)
+
+
+def test_the_no_evidence_transfer_is_reused_only_while_nothing_changed(monkeypatch) -> None:
+    m = _module(top_m=2)
+    f_img, text = _inputs()
+    calls = []
+    original = m.no_evidence_transfer
+    monkeypatch.setattr(m, "no_evidence_transfer", lambda *a: calls.append(1) or original(*a))
+    with torch.no_grad():
+        first = m(f_img, text, EDGES, WEIGHTS)
+        torch.testing.assert_close(m(f_img, text.clone(), EDGES.clone(), WEIGHTS.clone()), first)  # equal inputs: reused
+        assert len(calls) == 1
+        m(f_img, text, EDGES, WEIGHTS * 0.5)  # another graph weighting
+        m(f_img, F.normalize(text + 0.1, dim=-1), EDGES, WEIGHTS)  # another vocabulary
+        assert len(calls) == 3
+        m.out_proj.weight.mul_(2.0)  # new weights (as load_state_dict copies in place)
+        again = m(f_img, text, EDGES, WEIGHTS)
+        assert len(calls) == 4 and not torch.allclose(again, first)
+    m(f_img, text, EDGES, WEIGHTS)  # with gradients: never cached
+    assert len(calls) == 5
