@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         print_rows(rows)
         tag = f"ist_approx_random_k{'-'.join(map(str, args.labels))}_b{args.batch}_{args.precision}_{env['git_sha']}_{device.type}"
         write_rows(args.out_dir, tag, rows, args=vars(args), environment={**env, "load_1min_after": f"{os.getloadavg()[0]:.2f}"})
-    if args.random_only or (args.smoke and not args.miniworld):
+    if args.random_only:
         return 0
     checkpoint = resolve_checkpoint(args.checkpoint) if args.checkpoint else None
     if checkpoint is None and args.miniworld:
