@@ -2,7 +2,7 @@
 
 `Recognizer` wraps a trained c2srt checkpoint, or plain CLIP weights for zero-shot use with the same
 heads. The label embeddings and the category graph are computed once per vocabulary, not per batch.
-Unreadable images are reported and skipped; they never end the run.
+An unreadable image gets a `Prediction` with `error` set (and a warning); it never ends the run.
 """
 
 from __future__ import annotations
