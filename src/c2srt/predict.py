@@ -522,8 +522,10 @@ class Recognizer:
 
 
 def default_workers() -> int:
-    """Image-reading processes of `iter_predict`: every core but the one feeding the model, at most 8."""
-    return min(8, max(1, (os.cpu_count() or 1) - 1))
+    """Image-reading processes of `iter_predict`: every usable core but the one feeding the model, at most 8."""
+    from .data.check import default_workers as usable_cpus  # the CPUs this process may use
+
+    return min(8, max(1, usable_cpus() - 1))
 
 
 def _worth_workers(images: Sequence[Any], batch_size: int) -> bool:
