@@ -26,7 +26,6 @@ Two measurements, each against the exact mode (top_m 0) on the same inputs:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import statistics
 import sys
