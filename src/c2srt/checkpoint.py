@@ -253,7 +253,7 @@ def _part(key: str) -> str:
     return ".".join(key.split(".")[:2])
 
 
-def load_init_weights(model: "C2SRT", path: str | Path) -> list[str]:
+def load_init_weights(model: "C2SRT", path: str | Path) -> None:
     """Load the weights a run starts from (`model.init_from`) into a freshly built model.
 
     Accepts a c2srt checkpoint (`.safetensors`; e.g. stage 1 before prompt tuning), MKT's stage-1
@@ -261,9 +261,6 @@ def load_init_weights(model: "C2SRT", path: str | Path) -> list[str]:
     read with `weights_only=True`). Parameters the file lacks keep their initial values: the
     prompt context (it starts from the template), and what building restores (teacher, frozen
     package text tower); anything else missing is logged.
-
-    Returns:
-        The model's parameter names the file did not set.
 
     Raises:
         FileNotFoundError: no such file. ValueError: a file of another model (names the keys).
@@ -298,7 +295,6 @@ def load_init_weights(model: "C2SRT", path: str | Path) -> list[str]:
     if noted:
         _logger.warning("%s sets no value for %d parameter(s), kept as built: %s", path, len(noted), ", ".join(noted[:5]))
     _logger.info("model weights from %s (%d tensors)", path, len(state))
-    return list(missing)
 
 
 def convert_mkt(

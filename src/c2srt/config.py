@@ -42,7 +42,7 @@ class IstCfg:
 
 @dataclass
 class ModelCfg:
-    backbone: str = "ViT-B-16"  # open_clip model name or a c2srt preset (see c2srt.list_backbones())
+    backbone: str = "ViT-B-16"  # open_clip model name or a c2srt preset (c2srt.backbone.list_presets())
     pretrained: str | None = "openai"  # hub tag, path to an OpenAI .pt / open_clip checkpoint, or None
     init_from: str | None = None  # weights loaded after building: a c2srt .safetensors (stage 1) or MKT's image .pth
     trainable_blocks: int = 2  # last N vision blocks that train (plus ln_post and proj); -1: all
@@ -74,7 +74,7 @@ class GraphCfg:
 
 @dataclass
 class DataCfg:
-    name: str = "miniworld"  # dataset registry name: miniworld, nus_wide, open_images, coco, jsonl
+    name: str = "miniworld"  # a registered dataset name (c2srt.data.list_datasets())
     root: str | None = None  # dataset folder
     image_size: int = DEFAULT_IMAGE_SIZE  # px, square
     batch_size: int = 64  # images per step per device

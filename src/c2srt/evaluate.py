@@ -51,6 +51,7 @@ from .metrics import (
     topk_true_positives,
     weighted_mean,
 )
+from .registry import parse_enum
 
 _logger = logging.getLogger(__name__)
 
@@ -118,11 +119,7 @@ _SPECS = {
 
 
 def _resolve_protocol(protocol: str | Protocol) -> Protocol:
-    try:
-        return Protocol(protocol)
-    except ValueError:
-        valid = ", ".join(repr(p.value) for p in Protocol)
-        raise ValueError(f"protocol={protocol!r} is not valid; choose one of {valid}") from None
+    return parse_enum(Protocol, protocol, "protocol")
 
 
 def _as_mask(mask: Any, name: str) -> np.ndarray:

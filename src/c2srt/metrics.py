@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .constants import IGNORE_LABEL, NEGATIVE, POSITIVE
+from .registry import parse_enum
 
 _logger = logging.getLogger(__name__)
 
@@ -65,11 +66,7 @@ def as_numpy(x: Any, name: str) -> np.ndarray:
 
 def resolve_empty(empty: str | EmptyColumn) -> EmptyColumn:
     """Parse the `empty` argument; raise ValueError listing the valid values."""
-    try:
-        return EmptyColumn(empty)
-    except ValueError:
-        valid = ", ".join(repr(e.value) for e in EmptyColumn)
-        raise ValueError(f"empty={empty!r} is not valid; choose one of {valid}") from None
+    return parse_enum(EmptyColumn, empty, "empty")
 
 
 def check_scores(scores: np.ndarray, name: str = "scores") -> np.ndarray:

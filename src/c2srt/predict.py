@@ -2,7 +2,7 @@
 
 `Recognizer` wraps a trained c2srt checkpoint, or plain CLIP weights for zero-shot use with the same
 heads. The label embeddings and the category graph are computed once per vocabulary, not per batch.
-Unreadable images are reported and skipped; they never end the run.
+An unreadable image gets a `Prediction` with `error` set (and a warning); it never ends the run.
 """
 
 from __future__ import annotations
@@ -522,8 +522,10 @@ class Recognizer:
 
 
 def default_workers() -> int:
-    """Image-reading processes of `iter_predict`: every core but the one feeding the model, at most 8."""
-    return min(8, max(1, (os.cpu_count() or 1) - 1))
+    """Image-reading processes of `iter_predict`: every usable core but the one feeding the model, at most 8."""
+    from .data.check import default_workers as usable_cpus  # the CPUs this process may use
+
+    return min(8, max(1, usable_cpus() - 1))
 
 
 def _worth_workers(images: Sequence[Any], batch_size: int) -> bool:

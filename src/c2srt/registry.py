@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import enum
 import fnmatch
 from typing import Any, Callable, Generic, TypeVar
 
 T = TypeVar("T")
+E = TypeVar("E", bound=enum.Enum)
 
 
 class Registry(Generic[T]):
@@ -56,3 +58,12 @@ class Registry(Generic[T]):
 def drop_none(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Overrides whose value is None mean "not given" and are dropped."""
     return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def parse_enum(kind: type[E], value: Any, name: str) -> E:
+    """The member of a closed set (`Enum`) that `value` names; ValueError naming `name` and listing the valid values."""
+    try:
+        return kind(value)
+    except ValueError:
+        valid = ", ".join(repr(m.value) for m in kind)
+        raise ValueError(f"{name}={value!r} is not valid; choose one of {valid}") from None

@@ -401,7 +401,7 @@ def category_graph(
     )
 
 
-class _ExportBest(Callback):
+class _ExportModel(Callback):
     """Writes the safetensors model at the end of fitting, from rank 0 only."""
 
     def __init__(self, path: Path, cfg: Cfg) -> None:
@@ -704,7 +704,7 @@ def fit(cfg: Cfg, *, resume: bool = False, progress: bool = True, **trainer_kwar
     # the Trainer first: it knows this process's rank, and only rank 0 writes files
     skipped = SkippedImages()
     trainer = build_trainer(
-        cfg, out, callbacks=[_ExportBest(export, cfg), skipped], resume_step=resume_step, enable_progress_bar=progress, **trainer_kwargs
+        cfg, out, callbacks=[_ExportModel(export, cfg), skipped], resume_step=resume_step, enable_progress_bar=progress, **trainer_kwargs
     )
     if trainer.is_global_zero:
         write_run_files(cfg, out)

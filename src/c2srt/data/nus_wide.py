@@ -284,18 +284,15 @@ def _read_mkt(
     k = n_seen + n_unseen
     labels = np.full((len(names), k), IGNORE_LABEL, dtype=np.int8)
     problems: list[tuple[int | None, DataProblem]] = []
+
+    def problem(i: int, message: str) -> None:  # image i's labels are unusable: the file and why
+        problems.append((i, DataProblem(str(h5_path), None, message)))
+
     with h5py.File(h5_path, "r") as h5:
         for i, name in enumerate(names):
             key = label_key.format(name=name)
             if key not in h5:
-                problems.append(
-                    (
-                        i,
-                        DataProblem(
-                            str(h5_path), None, f"no dataset {key!r} (image {i} of {names_path.name}); set data.options.label_key"
-                        ),
-                    )
-                )
+                problem(i, f"no dataset {key!r} (image {i} of {names_path.name}); set data.options.label_key")
                 continue
             row = np.asarray(h5[key]).reshape(-1)
             values = _mkt_values(row, zero)
@@ -306,26 +303,15 @@ def _read_mkt(
                 if split == "test":
                     ukey = unseen_key.format(name=name)
                     if ukey not in h5:
-                        problems.append(
-                            (
-                                i,
-                                DataProblem(
-                                    str(h5_path), None, f"no dataset {ukey!r} for the unseen labels; set data.options.unseen_key"
-                                ),
-                            )
-                        )
+                        problem(i, f"no dataset {ukey!r} for the unseen labels; set data.options.unseen_key")
                         continue
                     urow = np.asarray(h5[ukey]).reshape(-1)
                     if urow.size != n_unseen:
-                        problems.append(
-                            (i, DataProblem(str(h5_path), None, f"dataset {ukey!r} has {urow.size} values, expected {n_unseen}"))
-                        )
+                        problem(i, f"dataset {ukey!r} has {urow.size} values, expected {n_unseen}")
                         continue
                     labels[i, n_seen:] = _mkt_values(urow, zero)
             else:
-                problems.append(
-                    (i, DataProblem(str(h5_path), None, f"dataset {key!r} has {row.size} values, expected {k} or {n_seen}"))
-                )
+                problem(i, f"dataset {key!r} has {row.size} values, expected {k} or {n_seen}")
     paths = [str(images_dir / _mkt_name_to_key(n)) for n in names]
     return paths, labels, problems
 

@@ -12,16 +12,15 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..constants import DEFAULT_EPS
 from ..registry import Registry
 
 if TYPE_CHECKING:
-    from torch import nn
-
     from ..config import HeadCfg
 
-HEADS: Registry[Callable[..., "nn.Module"]] = Registry("head")
+HEADS: Registry[Callable[..., nn.Module]] = Registry("head")
 
 SIMILARITIES = ("cosine", "raw")  # how heads compare image and label embeddings (see `prepare_inputs`)
 
@@ -53,11 +52,7 @@ def register_head(name: str) -> Callable:
     return HEADS.register(name)
 
 
-def list_heads(pattern: str = "*") -> list[str]:
-    return HEADS.list(pattern)
-
-
-def build_head(cfg: "HeadCfg", embed_dim: int) -> "nn.Module":
+def build_head(cfg: "HeadCfg", embed_dim: int) -> nn.Module:
     """Build the head named by `cfg.name` (raises ValueError listing the valid names)."""
     from . import isr, mkt  # noqa: F401  (registration happens at import)
 
@@ -140,3 +135,60 @@ def label_chunks(k: int, chunk: int) -> list[slice]:
     """Slices of the label axis, so [B, N, K] intermediates stay bounded at 7,586 labels."""
     chunk = max(1, int(chunk))
     return [slice(i, min(k, i + chunk)) for i in range(0, k, chunk)]
+
+
+class PatchPoolingHead(nn.Module):
+    """A head that pools each label's patches by weights and fuses that local score with the global one.
+
+    MKT and ISR differ only in `pool_patches` (which patches, with which weights); the rest of the
+    forward pass (input preparation, label chunks, region features, fusion) is this one.
+
+    Shapes:
+        g [B, D], patches [B, N, D], text [K, D] -> HeadOutput(logits, local, glob [B, K],
+        f_img [B, K, D] (need_features), counts [B, K], weights [B, N, K] (return_weights)).
+    """
+
+    similarity: str  # "cosine" or "raw" (see `prepare_inputs`)
+    label_chunk: int  # labels processed at once; bounds the [B, N, K] intermediates
+
+    def reset_parameters(self) -> None:  # no parameters: nothing is tied to a label index
+        pass
+
+    def pool_patches(self, sim: torch.Tensor, *, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Local scores, patch weights (may be None when not `need_weights`) and patch counts.
+
+        Shapes:
+            sim [B, Kc, N] -> local [B, Kc], weights [B, Kc, N], counts [B, Kc]
+        """
+        raise NotImplementedError
+
+    def forward(
+        self,
+        g: torch.Tensor,
+        patches: torch.Tensor,
+        text: torch.Tensor,
+        *,
+        return_weights: bool = False,
+        need_features: bool = False,
+    ) -> HeadOutput:
+        g, patches, text = prepare_inputs(g, patches, text, similarity=self.similarity)
+        local, f_img, counts, weights = [], [], [], []
+        for sl in label_chunks(text.shape[0], self.label_chunk):
+            sim = torch.einsum("bnd,kd->bkn", patches, text[sl])  # [B, N, D] x [Kc, D] -> [B, Kc, N]
+            loc, w, n = self.pool_patches(sim, need_weights=need_features or return_weights)
+            local.append(loc)
+            counts.append(n)
+            if need_features:
+                f_img.append(region_feature(w, patches, g))  # [B, Kc, D]
+            if return_weights:
+                weights.append(w.transpose(1, 2))  # [B, Kc, N] -> [B, N, Kc]
+        glob = torch.einsum("bd,kd->bk", g, text)  # [B, D] x [K, D] -> [B, K]
+        loc = torch.cat(local, 1)
+        return HeadOutput(
+            fuse_scores(loc, glob),
+            local=loc,
+            glob=glob,
+            f_img=torch.cat(f_img, 1) if need_features else None,
+            counts=torch.cat(counts, 1),
+            weights=torch.cat(weights, 2) if return_weights else None,
+        )

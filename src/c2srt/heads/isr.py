@@ -20,10 +20,9 @@ ISR and MKT differ only in which regions they pool.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ..constants import DEFAULT_EPS
-from .base import HeadOutput, check_similarity, fuse_scores, label_chunks, prepare_inputs, region_feature, register_head
+from .base import PatchPoolingHead, check_similarity, register_head
 
 DEFAULT_TAU = 0.02  # softmax temperature over patch-label cosine similarities
 
@@ -108,7 +107,7 @@ def _select_last(
     return weights, counts
 
 
-class IsrHead(nn.Module):
+class IsrHead(PatchPoolingHead):
     """Category-adaptive patch selection (ISR) + global matching.
 
     Shapes:
@@ -139,39 +138,9 @@ class IsrHead(nn.Module):
         self.similarity = check_similarity(similarity)
         select_patches(torch.zeros(1, 1, 1), alpha, k_max, k_min, tau, pool=pool)  # validate once
 
-    def reset_parameters(self) -> None:  # no parameters: nothing is tied to a label index
-        pass
-
-    def forward(
-        self,
-        g: torch.Tensor,
-        patches: torch.Tensor,
-        text: torch.Tensor,
-        *,
-        return_weights: bool = False,
-        need_features: bool = False,
-    ) -> HeadOutput:
-        g, patches, text = prepare_inputs(g, patches, text, similarity=self.similarity)
-        local, f_img, counts, weights = [], [], [], []
-        for sl in label_chunks(text.shape[0], self.label_chunk):
-            sim = torch.einsum("bnd,kd->bkn", patches, text[sl])  # [B, N, D] x [Kc, D] -> [B, Kc, N]
-            w, n = _select_last(sim, self.alpha, self.k_max, self.k_min, self.tau, self.pool, DEFAULT_EPS)
-            local.append((w * sim).sum(-1))  # <f_L, t_c>: [B, Kc, N] -> [B, Kc]
-            counts.append(n)
-            if need_features:
-                f_img.append(region_feature(w, patches, g))  # [B, Kc, D]
-            if return_weights:
-                weights.append(w.transpose(1, 2))  # [B, Kc, N] -> [B, N, Kc]
-        glob = torch.einsum("bd,kd->bk", g, text)  # [B, D] x [K, D] -> [B, K]
-        loc = torch.cat(local, 1)
-        return HeadOutput(
-            fuse_scores(loc, glob),
-            local=loc,
-            glob=glob,
-            f_img=torch.cat(f_img, 1) if need_features else None,
-            counts=torch.cat(counts, 1),
-            weights=torch.cat(weights, 2) if return_weights else None,
-        )
+    def pool_patches(self, sim: torch.Tensor, *, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        w, n = _select_last(sim, self.alpha, self.k_max, self.k_min, self.tau, self.pool, DEFAULT_EPS)  # [B, Kc, N], [B, Kc]
+        return (w * sim).sum(-1), w, n  # <f_L, t_c>: [B, Kc, N] -> [B, Kc]
 
     def extra_repr(self) -> str:
         return (

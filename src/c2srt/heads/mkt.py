@@ -18,9 +18,8 @@ The same k patches are pooled for every label of every image: the fixed number t
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from .base import HeadOutput, check_similarity, fuse_scores, label_chunks, prepare_inputs, region_feature, register_head
+from .base import PatchPoolingHead, check_similarity, register_head
 
 
 def topk_patch_weights(sim: torch.Tensor, k: int) -> torch.Tensor:
@@ -36,7 +35,7 @@ def topk_patch_weights(sim: torch.Tensor, k: int) -> torch.Tensor:
     return torch.zeros_like(sim).scatter_(-1, idx, 1.0 / k)  # [B, K, N]
 
 
-class MktHead(nn.Module):
+class MktHead(PatchPoolingHead):
     """Top-k patch matching + global matching (MKT).
 
     Shapes:
@@ -57,44 +56,13 @@ class MktHead(nn.Module):
         self.label_chunk = label_chunk
         self.similarity = check_similarity(similarity)
 
-    def reset_parameters(self) -> None:  # no parameters: nothing is tied to a label index
-        pass
-
-    def forward(
-        self,
-        g: torch.Tensor,
-        patches: torch.Tensor,
-        text: torch.Tensor,
-        *,
-        return_weights: bool = False,
-        need_features: bool = False,
-    ) -> HeadOutput:
-        g, patches, text = prepare_inputs(g, patches, text, similarity=self.similarity)
-        k = min(self.topk, patches.shape[1])
-        local, f_img, weights = [], [], []
-        for sl in label_chunks(text.shape[0], self.label_chunk):
-            sim = torch.einsum("bnd,kd->bkn", patches, text[sl])  # [B, N, D] x [Kc, D] -> [B, Kc, N]
-            if need_features or return_weights:
-                w = topk_patch_weights(sim, k)  # [B, Kc, N]
-                local.append((w * sim).sum(-1))  # [B, Kc, N] -> [B, Kc]
-                if need_features:
-                    f_img.append(region_feature(w, patches, g))  # [B, Kc, D]
-                if return_weights:
-                    weights.append(w.transpose(1, 2))  # [B, Kc, N] -> [B, N, Kc]
-            else:  # scoring only: no weight tensor needed
-                local.append(sim.topk(k, dim=-1).values.mean(-1))  # [B, Kc, k] -> [B, Kc]
-        glob = torch.einsum("bd,kd->bk", g, text)  # [B, D] x [K, D] -> [B, K]
-        loc = torch.cat(local, 1)
-        logits = fuse_scores(loc, glob)
-        counts = torch.full(logits.shape, k, dtype=torch.long, device=logits.device)
-        return HeadOutput(
-            logits,
-            local=loc,
-            glob=glob,
-            f_img=torch.cat(f_img, 1) if need_features else None,
-            counts=counts,
-            weights=torch.cat(weights, 2) if return_weights else None,
-        )
+    def pool_patches(self, sim: torch.Tensor, *, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        k = min(self.topk, sim.shape[-1])
+        counts = torch.full(sim.shape[:2], k, dtype=torch.long, device=sim.device)  # [B, Kc]: all k
+        if not need_weights:  # scoring only: no weight tensor needed
+            return sim.topk(k, dim=-1).values.mean(-1), None, counts  # [B, Kc, k] -> [B, Kc]
+        w = topk_patch_weights(sim, k)  # [B, Kc, N]
+        return (w * sim).sum(-1), w, counts  # [B, Kc, N] -> [B, Kc]
 
     def extra_repr(self) -> str:
         return f"topk={self.topk}, similarity={self.similarity}"

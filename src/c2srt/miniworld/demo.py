@@ -430,7 +430,7 @@ def _picture_indices(labels: np.ndarray, seen: np.ndarray, n: int) -> list[int]:
 
 
 @torch.no_grad()
-def region_pictures(model_path: Path, out_dir: Path, *, n_images: int = PICTURE_IMAGES) -> list[Path]:
+def region_pictures(model_path: Path, out_dir: Path, *, n_images: int = PICTURE_IMAGES) -> None:
     """Per-label selected patches of a fine-tuned model on a few test scenes, one PNG per scene."""
     from ..checkpoint import load_checkpoint
     from ..data.base import build_dataset
@@ -447,21 +447,17 @@ def region_pictures(model_path: Path, out_dir: Path, *, n_images: int = PICTURE_
     labels = model.label_set(names, graph if model.ist is not None else None)
     idx = _picture_indices(np.asarray(ds.labels), seen, n_images)
     out = model(torch.stack([ds[i]["image"] for i in idx]), labels, return_weights=True)  # [n, 3, H, W] in
-    paths = []
     for row, i in enumerate(idx):
         present = [k for k in np.flatnonzero(ds.labels[i] == POSITIVE)]
         present = sorted(present, key=lambda k: bool(seen[k]))[:PICTURE_LABELS]  # unseen labels are never cut
         rank = torch.argsort(out.logits[row], descending=True).tolist()
         drawn = [f"{names[k]}{'' if seen[k] else ' (unseen)'}: rank {rank.index(k) + 1}" for k in present]
-        paths.append(
-            region_heatmaps(
-                np.asarray(ds.pil_image(i)),
-                out.weights[row][:, present].numpy(),  # [N, K] -> [N, L]
-                drawn,
-                [float(out.logits[row, k]) for k in present],
-                [int(out.counts[row, k]) for k in present],
-                out_dir / f"test{i}.png",
-                title=f"test scene {i}: its true labels, ranked among all {len(names)}",
-            )
+        region_heatmaps(
+            np.asarray(ds.pil_image(i)),
+            out.weights[row][:, present].numpy(),  # [N, K] -> [N, L]
+            drawn,
+            [float(out.logits[row, k]) for k in present],
+            [int(out.counts[row, k]) for k in present],
+            out_dir / f"test{i}.png",
+            title=f"test scene {i}: its true labels, ranked among all {len(names)}",
         )
-    return paths

@@ -224,7 +224,8 @@ class MiniWorld:
         else:
             plan.bands.append((GROUNDS[int(rng.integers(len(GROUNDS)))], y, S))
 
-    def _place_target(self, rng: np.random.Generator, plan: Plan, name: str, occupied: list) -> bool:
+    def _place_target(self, rng: np.random.Generator, plan: Plan, name: str, occupied: list) -> None:
+        """Place `name` in the first of PLACE_TRIES boxes that fits its region; none fits: nothing placed."""
         spec, S = THING_SPECS[name], plan.size
         for _ in range(PLACE_TRIES):
             w, h = _thing_box(rng, spec, S)
@@ -235,7 +236,7 @@ class MiniWorld:
             elif spec.region == "sky":
                 sky = plan.band("sky")
                 if sky is None:
-                    return False
+                    return
                 top, horizon = sky
                 if name == "mountain":  # stands on the horizon
                     h = min(h, 0.9 * horizon)
@@ -249,7 +250,7 @@ class MiniWorld:
             else:
                 band = plan.band(spec.region)
                 if band is None:
-                    return False
+                    return
                 y0, y1 = band
                 lo = y0 + min(0.6 * h, 0.6 * (y1 - y0))  # the base lies inside the band; the top may stick out
                 if lo >= y1 - 1 or h > S:
@@ -262,8 +263,7 @@ class MiniWorld:
             plan.things.append(Placed(name, box, spec.style(rng)))
             if not spec.backdrop:
                 occupied.append(box)
-            return True
-        return False
+            return
 
     def plan_target(self, rng: np.random.Generator) -> Plan:
         """A cluttered benchmark scene: layout, things by region, free shapes (no pixels yet)."""
