@@ -60,6 +60,7 @@ run loading 90 loading.py --images 3200 --workers "$workers" --iters 5
 run predict_speed 45 predict_speed.py --iters 3
 run eval_scale 60 eval_scale.py
 run graph_build 60 graph_build.py --threads "$workers"
+run image_check 30 image_check.py --workers "$workers"
 
 total=$(($(date +%s) - start))
 { echo "# status (total ${total} s of a ${budget} s budget)"; printf '%s\n' "${status[@]}"; } | tee -a "$out/summary.txt"

@@ -8,6 +8,7 @@ run over the same files that finds every verdict in its cache (a `stat` per file
 
     python benchmarks/image_check.py                  # 400 files, all CPUs
     python benchmarks/image_check.py --files 2000 --workers 8
+    python benchmarks/image_check.py --smoke          # 40 files: does it run?
 """
 
 from __future__ import annotations
@@ -42,8 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=DEFAULT_FILES, help="image files to check")
     ap.add_argument("--workers", type=int, default=default_workers(), help="worker processes of the parallel run")
+    ap.add_argument("--device", default="cpu", help="accepted for gpu.sh; the check decodes on the CPU")
+    ap.add_argument("--precision", default="fp32", help="accepted for gpu.sh")
+    ap.add_argument("--smoke", action="store_true", help="40 files, to check that the script runs")
     ap.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.files = min(args.files, 40)
     src = sources()
     load_before = os.getloadavg()[0]
     rows = []

@@ -10,22 +10,27 @@ Two measurements, each against the exact mode (top_m 0) on the same inputs:
    value is unknown; 0.25 and 1 bracket it). Reported: top-20 agreement (mean over images of
    |top-20 exact & top-20 approximate| / 20), the largest score change among the exact top 20,
    the share of (image, label) nodes propagated, and the IST time of both modes.
-2. A trained checkpoint (`--checkpoint`, IST in image mode) on its own test split (config from the
-   checkpoint, or `--config`): ZSL / GZSL mAP and F1 of the exact mode and of each M, from one
-   encoder + region head pass per batch. ZSL here is the unseen block of the one pass over all
-   labels (the top-M choice runs over every label either way). `--miniworld` first trains one:
-   the demo's "C2SRT (full)" row (mini-world stand-in pretrained or loaded from `--cache`, graph
-   from the embedding source), exact IST in training.
+2. A trained checkpoint (`--checkpoint`: its model.safetensors, its run folder, or a `c2srt demo`
+   output folder, whose "C2SRT (full)" row of the first seed is taken; IST in image mode) on its own
+   test split (config from the checkpoint, or `--config`): ZSL / GZSL mAP and F1 of the exact mode
+   and of each M, from one encoder + region head pass per batch, scored as `c2srt eval` and the demo
+   score it (`BlockwiseEvaluator`; with IST, ZSL is the unseen block of the pass over all labels, so
+   the top-M choice runs over every label either way). The exact row therefore equals the demo's
+   "C2SRT (full)" figures for that seed. `--miniworld` without `--checkpoint` first trains that row
+   (`c2srt.miniworld`: shipped or cached stand-in and graph, seed 0, exact IST in training) under
+   `--run-dir`; with `--smoke`, its quick version.
 
     python benchmarks/ist_approx.py --random-only                      # part 1, about 2 min
-    python benchmarks/ist_approx.py --miniworld --skip-random --top-m 4 8 16   # part 2, mini-world
-    python benchmarks/ist_approx.py --checkpoint runs/x/model.safetensors --top-m 32 64
+    python benchmarks/ist_approx.py --skip-random --checkpoint runs/demo --top-m 2 4 8 16 32   # part 2, the demo's model
+    python benchmarks/ist_approx.py --miniworld --skip-random --top-m 4 8 16   # part 2, trains the row first
     python benchmarks/ist_approx.py --smoke                            # tiny sizes: does it run?
+    python benchmarks/ist_approx.py --smoke --miniworld                # plus a quick mini-world row
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -125,19 +130,39 @@ def random_inputs_table(args: argparse.Namespace, device: torch.device) -> list[
     return rows
 
 
-def train_miniworld(cache: Path, out_dir: Path) -> Path:
-    """The demo's "C2SRT (full)" row, exact IST, embedding graph: returns its model.safetensors."""
-    from c2srt.config import merge_config
-    from c2srt.data.miniworld import MiniWorld
-    from c2srt.demo import demo_configs, prepare_graph_file
-    from c2srt.pretrain import load_or_pretrain
+FULL_ROW = "C2SRT (full)"  # the demo's row with ISR and IST in image mode
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A model.safetensors, a run folder holding one, or a `c2srt demo` output folder (its
+    "C2SRT (full)" row: the demo keeps the first seed's weights)."""
+    from c2srt.miniworld.demo import slug
+
+    if path.is_file():
+        return path
+    for candidate in (path / "model.safetensors", *sorted(path.glob(f"{slug(FULL_ROW)}/seed*/model.safetensors"))):
+        if candidate.is_file():
+            return candidate
+    raise SystemExit(f"{path}: no model.safetensors there (give the file, its run folder, or a `c2srt demo` output folder)")
+
+
+def train_miniworld(cache: Path, out_dir: Path, *, quick: bool) -> Path:
+    """The demo's "C2SRT (full)" row, seed 0, exact IST in training: returns its model.safetensors."""
+    from c2srt.config import Cfg, merge_config
+    from c2srt.miniworld.demo import base_config, demo_graph, load_demo_spec, row_config
+    from c2srt.miniworld.pretrain import PretrainCfg, load_stand_in
+    from c2srt.miniworld.world import MiniWorld
     from c2srt.train import fit
 
-    ckpt, _ = load_or_pretrain(MiniWorld(seed=0), cache, progress=True)
-    cfg = dict(demo_configs(out_dir, quick=False, seed=0, pretrained=str(ckpt), graph_path=None))["C2SRT (full)"]
-    cfg = merge_config(cfg, {"graph": {"source": "embedding"}, "model": {"ist": {"top_m": 0}}})
-    graph = prepare_graph_file(cfg, cache, "embedding")
-    cfg = merge_config(cfg, {"graph": {"path": str(graph)}})
+    world = MiniWorld(seed=0)
+    ckpt, _ = load_stand_in(world, PretrainCfg(), cache_dir=cache, progress=True)
+    spec = load_demo_spec()
+    graph_cfg = merge_config(Cfg(), {"graph": base_config(spec, quick=quick)["graph"]}).graph
+    graph = demo_graph(world.label_names, world.seen_names, cfg=graph_cfg, cache_dir=cache)
+    row = next(r for r in spec["variants"] if r["name"] == FULL_ROW)
+    cfg = row_config(spec, row, out_dir, quick=quick, seed=0, pretrained=str(ckpt), graph_path=str(graph), curves=False)
+    if cfg.model.ist.mode != "image" or cfg.model.ist.top_m != 0:
+        raise SystemExit(f"the demo's {FULL_ROW} row no longer trains exact image-mode IST: {cfg.model.ist}")
     return fit(cfg, progress=False)
 
 
@@ -147,37 +172,39 @@ def checkpoint_table(args: argparse.Namespace, checkpoint: Path, device: torch.d
     from c2srt.checkpoint import load_checkpoint
     from c2srt.config import load_config
     from c2srt.data.base import build_dataset
-    from c2srt.data.transforms import build_transform
-    from c2srt.evaluate import StreamingEvaluator
+    from c2srt.data.transforms import eval_transform
+    from c2srt.evaluate import BlockwiseEvaluator
     from c2srt.graph import CategoryGraph
 
     model, info = load_checkpoint(checkpoint, device=device)
     if model.ist is None or model.cfg.ist.mode != "image":
         raise SystemExit(f"{checkpoint}: IST is not in image mode; nothing to compare")
     cfg = load_config(args.config) if args.config else info.cfg
-    tf = build_transform(model.image_size, model.mean, model.std, train=False, rand_augment=False)
-    ds = build_dataset(cfg.data, "test", tf)
+    ds = build_dataset(cfg.data, "test", eval_transform(model))
     names, seen = list(ds.label_names), np.asarray(ds.seen_mask, dtype=bool)
-    graph = CategoryGraph.from_dict(info.graph)
-    labels = model.label_set(names, graph)
+    labels = model.label_set(names, CategoryGraph.from_dict(info.graph))
     modes = [0, *args.top_m]
-    evals = {m: StreamingEvaluator(cfg.eval.protocol, seen_mask=seen, unseen_mask=~seen, topk=tuple(cfg.eval.topk)) for m in modes}
     shares: dict[int, list[float]] = {m: [] for m in modes}
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.eval.batch_size, shuffle=False, num_workers=0)
     model.eval()
-    for batch in loader:
-        x = batch["image"].to(device)
-        with autocast(device, args.precision):
-            g, patches = model.backbone.encode_image(x)
-            f_img = model.head(g, patches, labels.text, need_features=True).f_img
-            for m in modes:
-                model.ist.top_m = m
-                logits = model.ist(f_img, labels.text, labels.edge_index, labels.edge_weight)
-                evals[m].update(logits.float().cpu(), batch["target"])
-                if m:
-                    mask = model.ist.propagated_mask(f_img, labels.text, labels.edge_index, labels.edge_weight)
-                    shares[m].append(float(mask.float().mean()))
-    results = {m: ev.compute() for m, ev in evals.items()}
+    with contextlib.ExitStack() as stack:
+        evals = {
+            m: stack.enter_context(BlockwiseEvaluator(cfg.eval.protocol, seen, ~seen, topk=tuple(cfg.eval.topk), empty=cfg.eval.empty))
+            for m in modes
+        }  # fmt: skip
+        for batch in loader:
+            x = batch["image"].to(device)
+            with autocast(device, args.precision):
+                g, patches = model.backbone.encode_image(x)
+                f_img = model.head(g, patches, labels.text, need_features=True).f_img
+                for m in modes:
+                    model.ist.top_m = m
+                    logits = model.ist(f_img, labels.text, labels.edge_index, labels.edge_weight)  # [B, K]: every block's columns
+                    evals[m].update(logits.float().cpu(), batch["target"])
+                    if m:
+                        mask = model.ist.propagated_mask(f_img, labels.text, labels.edge_index, labels.edge_weight)
+                        shares[m].append(float(mask.float().mean()))
+        results = {m: ev.compute() for m, ev in evals.items()}
     keys = [k for k in results[0] if k.split("/")[0] in ("zsl", "gzsl") and (k.endswith("/mAP") or "/F1@" in k)]
     rows = []
     for m in modes:
@@ -203,9 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iters", type=int, default=1, help="timed runs per mode")
     p.add_argument("--random-only", action="store_true", help="part 1 only")
     p.add_argument("--skip-random", action="store_true", help="part 2 only")
-    p.add_argument("--checkpoint", type=Path, help="part 2: a trained model with IST in image mode")
+    p.add_argument("--checkpoint", type=Path, help="part 2: a model with IST in image mode (file, run folder or demo output folder)")
     p.add_argument("--config", type=Path, help="part 2: data/eval config (default: the checkpoint's)")
-    p.add_argument("--miniworld", action="store_true", help="part 2: train the mini-world C2SRT (full) row first")
+    p.add_argument("--miniworld", action="store_true", help="part 2 without --checkpoint: train the demo's C2SRT (full) row first")
     p.add_argument("--cache", type=Path, default=Path(os.environ.get("C2SRT_CACHE", Path.home() / ".cache" / "c2srt")))
     p.add_argument("--run-dir", type=Path, default=Path("runs/ist_approx"), help="where --miniworld trains")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, to check that the script runs")
@@ -222,17 +249,17 @@ def main(argv: list[str] | None = None) -> int:
         print_rows(rows)
         tag = f"ist_approx_random_k{'-'.join(map(str, args.labels))}_b{args.batch}_{args.precision}_{env['git_sha']}_{device.type}"
         write_rows(args.out_dir, tag, rows, args=vars(args), environment={**env, "load_1min_after": f"{os.getloadavg()[0]:.2f}"})
-    if args.random_only or args.smoke:
+    if args.random_only:
         return 0
-    checkpoint = args.checkpoint
-    if args.miniworld:
-        checkpoint = train_miniworld(args.cache, args.run_dir)
+    checkpoint = resolve_checkpoint(args.checkpoint) if args.checkpoint else None
+    if checkpoint is None and args.miniworld:
+        checkpoint = train_miniworld(args.cache, args.run_dir, quick=args.smoke)
     if checkpoint is None:
         return 0
     rows = checkpoint_table(args, checkpoint, device)
     print()
     print_rows(rows)
-    tag = f"ist_approx_checkpoint_{checkpoint.parent.name}_{args.precision}_{env['git_sha']}_{device.type}"
+    tag = f"ist_approx_checkpoint_{'-'.join(checkpoint.parent.parts[-2:])}_{args.precision}_{env['git_sha']}_{device.type}"
     write_rows(args.out_dir, tag, rows, args=vars(args), checkpoint=str(checkpoint), environment=env)
     return 0
 

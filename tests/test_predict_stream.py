@@ -58,3 +58,22 @@ def test_workers_only_for_files_and_more_than_a_batch(folder: Path) -> None:
 def test_negative_workers_are_refused(tiny_checkpoint: Path, folder: Path) -> None:
     with pytest.raises(ValueError, match="workers"):
         Recognizer.from_checkpoint(tiny_checkpoint).predict([folder], LABELS, workers=-1)
+
+
+def test_worker_reading_keeps_crop_boxes_and_patch_weights(tiny_checkpoint: Path, folder: Path) -> None:
+    """The worker path passes each image's size through `_FileBatches` ("sizes"): the crop box
+    a front end draws, and the per-label patch weights, are those of the in-process path."""
+    rec = Recognizer.from_checkpoint(tiny_checkpoint)
+    ref = rec.predict([folder], LABELS, top=3, workers=0, return_weights=True)
+    got = rec.predict([folder], LABELS, top=3, batch_size=2, workers=2, return_weights=True)
+    read = [p for p in ref if p.error is None]
+    assert len({p.crop_box for p in read}) > 1  # photos and COCO images of several sizes: boxes differ
+    for a, b in zip(got, ref):
+        assert a.source == b.source
+        if b.error is not None:
+            assert a.crop_box is None and a.weights == {}
+            continue
+        assert a.crop_box is not None and a.crop_box == pytest.approx(b.crop_box)
+        assert list(a.weights) == [n for n, _ in b.labels] == list(b.weights)  # one [N] row per returned label
+        for name, w in b.weights.items():
+            assert a.weights[name].shape == w.shape and a.weights[name] == pytest.approx(w, abs=1e-5)
