@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from c2srt.heads.ist import IstModule, neighbour_table
+from c2srt.heads.ist import IstModule, neighbour_table, take_rows
 
 D, K = 16, 6
 # a chain 0 -> 1 -> 2 and a pair 4 -> 5; node 3 is isolated
@@ -306,3 +306,50 @@ def test_the_no_evidence_transfer_is_reused_only_while_nothing_changed(monkeypat
         assert len(calls) == 4 and not torch.allclose(again, first)
     m(f_img, text, EDGES, WEIGHTS)  # with gradients: never cached
     assert len(calls) == 5
+
+
+def test_take_rows_is_indexing_with_the_same_gradients() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(7, 3, 2, requires_grad=True)
+    index = torch.tensor([[0, 6, 6], [2, 0, 0]])  # repeated rows: their gradients add up
+    g = torch.randn(2, 3, 3, 2)
+    (take_rows(x, index) * g).sum().backward()
+    got = x.grad.clone()
+    x.grad = None
+    (x[index] * g).sum().backward()
+    assert torch.equal(take_rows(x, index), x[index])
+    torch.testing.assert_close(got, x.grad)
+
+
+_REPRODUCIBLE_BACKWARD = """
+import hashlib, torch
+from c2srt.heads.ist import IstModule
+torch.set_num_threads(2)
+torch.manual_seed(0)
+K, D, B = 35, 128, 64
+m = IstModule(D, hidden=128, heads=4, layers=2, mode="image", image_chunk=64)
+with torch.no_grad():
+    m.out_proj.weight.normal_(0, 0.05)  # a trained IST: zero-initialised, no gradient reaches the GAT
+ei = torch.randint(0, K, (2, 60))
+f = torch.randn(B, K, D, requires_grad=True)
+out = m(f, torch.randn(K, D), ei, torch.rand(60))
+(out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+h = hashlib.sha1(f.grad.numpy().tobytes())
+for p in m.parameters():
+    h.update(p.grad.numpy().tobytes())
+print(h.hexdigest())
+"""
+
+
+def test_image_mode_gradients_are_the_same_in_every_process() -> None:
+    """Trainings with IST must repeat bit for bit: with advanced indexing's backward, 4 of 5
+    processes got other gradients for the same inputs on 2 threads (the rows repeated in the
+    neighbour table were summed in a varying order)."""
+    import subprocess
+    import sys
+
+    digests = {
+        subprocess.run([sys.executable, "-c", _REPRODUCIBLE_BACKWARD], capture_output=True, text=True, check=True).stdout
+        for _ in range(4)
+    }
+    assert len(digests) == 1, digests

@@ -115,6 +115,20 @@ def neighbour_table(edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nod
     return NeighbourTable(index, weight, mask)
 
 
+def take_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`x[index]` for a long `index` of any shape, with a reproducible backward.
+
+    Advanced indexing's backward (`index_put_` with accumulation) sums repeated rows in an order
+    that varies between runs on a multi-threaded CPU (torch 2.14: the same inputs gave different
+    gradients in 4 of 5 processes), so trainings drifted apart; `index_select`'s (`index_add_`)
+    does not.
+
+    Shapes:
+        x [N, *F], index [*I] -> [*I, *F]
+    """
+    return x.index_select(0, index.reshape(-1)).view(*index.shape, *x.shape[1:])
+
+
 def gatv2_gather(conv: nn.Module, x: torch.Tensor, table: NeighbourTable, *, block: int | None = None) -> torch.Tensor:
     r"""torch_geometric's `GATv2Conv` forward (concatenated heads, one edge feature), on a neighbour table.
 
@@ -150,8 +164,8 @@ def gatv2_gather(conv: nn.Module, x: torch.Tensor, table: NeighbourTable, *, blo
         end = min(end, a + max(1, block // (widths[end - 1] * heads * ch)))  # the widest row decides
         rows, width = order[a:end], widths[end - 1]
         idx, w, m = index[rows, :width], weight[rows, :width], mask[rows, :width]
-        x_j = x_l[idx]  # [n', S', heads, ch]
-        z = x_j + x_r[rows].unsqueeze(1)  # [n', S', heads, ch]; in place from here (autograd allows it)
+        x_j = take_rows(x_l, idx)  # [n', S', heads, ch]
+        z = x_j + take_rows(x_r, rows).unsqueeze(1)  # [n', S', heads, ch]; in place from here (autograd allows it)
         z.addcmul_(w.to(z.dtype)[..., None, None], w_e)  # + w_ij W_e
         F.leaky_relu_(z, conv.negative_slope)
         logit = (z * att).sum(-1)  # [n', S', heads]
@@ -414,11 +428,11 @@ class IstModule(nn.Module):
             neighbours = local[sub.index + (nodes - label).unsqueeze(1)]  # [V, S]: same image, subgraph rows
             sub = NeighbourTable(neighbours.clamp_min(0), sub.weight, sub.mask & (neighbours >= 0))
         first, rest = self.in_proj[0], self.in_proj[1:]
-        f_sel = f.reshape(b * n_labels, d)[nodes]  # [V, D]
-        h = rest(F.linear(f_sel, first.weight[:, :d]) + text_part[label])  # [V, hidden]
+        f_sel = take_rows(f.reshape(b * n_labels, d), nodes)  # [V, D]
+        h = rest(F.linear(f_sel, first.weight[:, :d]) + take_rows(text_part, label))  # [V, hidden]
         h = self._propagate(h, sub)
         out = F.normalize(f_sel + self.out_proj(h), dim=-1, eps=DEFAULT_EPS)
-        y = self.logit_scale.exp() * (out * F.normalize(text[label], dim=-1, eps=DEFAULT_EPS)).sum(-1)  # [V]
+        y = self.logit_scale.exp() * (out * F.normalize(take_rows(text, label), dim=-1, eps=DEFAULT_EPS)).sum(-1)  # [V]
         return fallback.reshape(-1).index_put((nodes,), y).reshape(b, n_labels)
 
     def extra_repr(self) -> str:
