@@ -82,6 +82,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         graph_source=args.graph_source,
         pretrain=args.pretrain,
+        controls=args.controls,
         on_progress=lambda line: print(line, flush=True),
     )
     print()
@@ -299,6 +300,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="cache of the pretrained mini-world CLIP and the LLM")
     p.add_argument("--graph-source", choices=("llm", "embedding"), default=None, help="category graph source")
     p.add_argument("--pretrain", action="store_true", help="rebuild the CLIP stand-in instead of using the shipped weights")
+    p.add_argument("--controls", action="store_true", help="also run the control rows: the IST rows on a graph without edges")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", help="fine-tune C2SRT or MKT as a YAML config says")

@@ -37,6 +37,7 @@ PAIRED_COLUMNS = ("zsl/mAP", "zsl/F1@3", "gzsl/mAP", "gzsl/F1@3")
 GROUPS = ("small", "large", "correlated", "uncorrelated")  # ZSL mAP breakdown
 CONFIDENCE = 0.95
 PICTURE_IMAGES = 4  # test scenes drawn with their selected regions
+ROW_KEYS = ("name", "scorer", "edges")  # a demo.yaml row's own keys; the rest are config overrides
 PICTURE_LABELS = 7  # most labels drawn per scene
 GRAPH_ASSET = "miniworld-graph-{source}.json"  # shipped graphs, keyed by `graph_key`
 
@@ -78,7 +79,7 @@ def row_config(
     `curves=False` skips the validation passes during fine-tuning (they only draw the learning
     curves, which the demo shows for its first seed); the row's figures come from `evaluate_row`.
     """
-    data = _deep_update(base_config(spec, quick=quick), {k: v for k, v in row.items() if k not in ("name", "scorer")})
+    data = _deep_update(base_config(spec, quick=quick), {k: v for k, v in row.items() if k not in ROW_KEYS})
     if not curves:
         data = _deep_update(data, {"train": {"val_every": 0}})
     data = _deep_update(
@@ -98,6 +99,14 @@ def row_config(
 # The category graph: shipped, cached or built
 # ---------------------------------------------------------------------------------------------
 GRAPH_POLICY = "seen, then extended"  # c2srt.graph.prepare_graph: built over the seen labels, unseen linked in
+
+
+def edgeless(graph: Any) -> Any:
+    """The graph's labels and split with no edge: IST's nodes then see only themselves (the controls)."""
+    from ..graph import CategoryGraph
+
+    provenance = {**graph.provenance, "control": "every edge removed (c2srt demo --controls)"}
+    return CategoryGraph(graph.labels, {}, seen=graph.seen, provenance=provenance)
 
 
 def graph_key(names: list[str], seen: list[str], source: str, candidates: int, max_neighbors: int) -> str:
@@ -280,6 +289,7 @@ def run_demo(
     cache_dir: Path | None = None,
     graph_source: str | None = None,
     pretrain: bool = False,
+    controls: bool = False,
     on_progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the mini-world benchmark.
@@ -292,6 +302,7 @@ def run_demo(
         cache_dir: cache root (default $C2SRT_CACHE or ~/.cache/c2srt).
         graph_source: "llm" (default: the shipped Gemma 3 270M graph) or "embedding".
         pretrain: rebuild the CLIP stand-in instead of using the shipped or cached weights.
+        controls: also run demo.yaml's control rows (the IST rows on a graph without edges).
         on_progress: called with one line per finished row.
 
     Returns:
@@ -335,7 +346,11 @@ def run_demo(
         graph = CategoryGraph.load(graph_path)
         timings["graph_s"] = time.time() - t0
 
-        rows = [*spec["zero_shot"], *spec["variants"]]
+        rows = [*spec["zero_shot"], *spec["variants"], *(spec.get("controls", []) if controls else [])]
+        graph_paths = {None: str(graph_path)}
+        if any(row.get("edges") == "none" for row in rows):
+            graph_paths["none"] = str(output_dir / "graph-no-edges.json")
+            edgeless(graph).save(graph_paths["none"])
         per_seed: dict[str, list[dict[str, Any]]] = {r["name"]: [] for r in rows}
         curves: dict[str, Path] = {}
         full_model: Path | None = None
@@ -345,7 +360,7 @@ def run_demo(
             for row in rows:
                 t0 = time.time()
                 cfg = row_config(
-                    spec, row, output_dir, quick=quick, seed=seed, pretrained=str(ckpt), graph_path=str(graph_path), curves=seed == seeds[0]
+                    spec, row, output_dir, quick=quick, seed=seed, pretrained=str(ckpt), graph_path=graph_paths[row.get("edges")], curves=seed == seeds[0]
                 )  # fmt: skip
                 if row in spec["zero_shot"]:
                     model = create_model(dataclasses.replace(cfg.model, distill=False), teacher=False)
