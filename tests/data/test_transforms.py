@@ -159,7 +159,7 @@ def test_predict_crop_box_is_the_square_the_eval_transform_keeps() -> None:
     w, h, size, pct = 300, 200, 64, 0.875
     img = Image.new("RGB", (w, h), (0, 0, 0))
     model = SimpleNamespace(image_size=size, crop_pct=pct)
-    left, top, right, bottom = Recognizer._crop_box(SimpleNamespace(_resize=int(size / pct), model=model), img)
+    left, top, right, bottom = Recognizer._crop_box(SimpleNamespace(_resize=int(size / pct), model=model), img.size)
     assert right - left == bottom - top == pytest.approx(h * size / int(size / pct))
     img.paste((255, 255, 255), (0, 0, round(left + (right - left) / 4), h))
     out = build_transform(size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), train=False, crop_pct=pct)(img)
