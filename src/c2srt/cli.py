@@ -295,7 +295,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the mini-world benchmark: the whole method end to end, offline")
     p.add_argument("--output-dir", default="runs/demo", help="where tables, JSON and pictures go")
-    p.add_argument("--quick", action="store_true", help="a small version (noise-level numbers, about 2 minutes)")
+    p.add_argument("--quick", action="store_true", help="a small version (noise-level numbers, under a minute on 2 cores)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds: each gives intervals and paired differences (default: 0)")
     p.add_argument("--cache-dir", help="cache of the pretrained mini-world CLIP and the LLM")
     p.add_argument("--graph-source", choices=("llm", "embedding"), default=None, help="category graph source")
