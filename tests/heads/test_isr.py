@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from c2srt.heads.isr import IsrHead, select_patches
 
@@ -157,3 +158,19 @@ def test_number_of_regions_adapts_to_the_label() -> None:
     head = IsrHead(alpha=0.9, k_max=16, tau=0.05)
     out = head(torch.ones(1, D), patches.unsqueeze(0), torch.stack([big, small]))
     assert out.counts[0].tolist() == [8, 1]
+
+
+def test_inference_writes_the_same_region_features_as_training() -> None:
+    """Without autograd the head writes f_img chunk by chunk in place: bit-identical to the
+    training path (which keeps the graph), over several label chunks, and to (f_L + g) / 2."""
+    gen = torch.Generator().manual_seed(3)
+    g, patches, text = torch.randn(3, 8, generator=gen), torch.randn(3, 10, 8, generator=gen), torch.randn(7, 8, generator=gen)
+    head = IsrHead(k_max=4, label_chunk=3)  # chunks of 3, 3 and 1 labels
+    with torch.no_grad():
+        fast = head(g, patches, text, need_features=True, return_weights=True)
+    slow = head(g, patches.clone().requires_grad_(True), text, need_features=True, return_weights=True)
+    assert slow.f_img.requires_grad and not fast.f_img.requires_grad
+    assert torch.equal(fast.f_img, slow.f_img.detach()) and torch.equal(fast.logits, slow.logits.detach())
+    pn, gn = F.normalize(patches, dim=-1), F.normalize(g, dim=-1)
+    ref = 0.5 * (torch.einsum("bnk,bnd->bkd", fast.weights, pn) + gn[:, None])  # [B, K, D]
+    torch.testing.assert_close(fast.f_img, ref, rtol=1e-5, atol=1e-6)

@@ -121,12 +121,19 @@ def prepare_inputs(
     return g, patches, text
 
 
-def region_feature(weights: torch.Tensor, patches: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+def region_feature(weights: torch.Tensor, patches: torch.Tensor, g: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
     """f_img^c = (f_L^c + g) / 2 with f_L^c the patch features pooled by `weights` (the same for every head).
+
+    `out` (no autograd): write into this [B, K, D] view instead, in place, with the same operations
+    in the same order (bit-identical). At 7,586 labels f_img is 0.5 GB a batch of 32, so skipping
+    the temporaries and the concatenation of label chunks halves its cost in inference.
 
     Shapes:
         weights [B, K, N], patches [B, N, D], g [B, D] -> [B, K, D]
     """
+    if out is not None:
+        torch.bmm(weights, patches, out=out)  # [B, K, N] x [B, N, D] -> [B, K, D]
+        return out.add_(g.unsqueeze(1)).mul_(0.5)
     f_loc = torch.bmm(weights, patches)  # [B, K, N] x [B, N, D] -> [B, K, D]
     return 0.5 * (f_loc + g.unsqueeze(1).expand_as(f_loc))
 
@@ -173,13 +180,15 @@ class PatchPoolingHead(nn.Module):
     ) -> HeadOutput:
         g, patches, text = prepare_inputs(g, patches, text, similarity=self.similarity)
         local, f_img, counts, weights = [], [], [], []
+        in_place = need_features and not (torch.is_grad_enabled() and (g.requires_grad or patches.requires_grad or text.requires_grad))
+        f_all = g.new_empty(g.shape[0], text.shape[0], g.shape[1]) if in_place else None  # [B, K, D]
         for sl in label_chunks(text.shape[0], self.label_chunk):
             sim = torch.einsum("bnd,kd->bkn", patches, text[sl])  # [B, N, D] x [Kc, D] -> [B, Kc, N]
             loc, w, n = self.pool_patches(sim, need_weights=need_features or return_weights)
             local.append(loc)
             counts.append(n)
             if need_features:
-                f_img.append(region_feature(w, patches, g))  # [B, Kc, D]
+                f_img.append(region_feature(w, patches, g, out=f_all[:, sl] if f_all is not None else None))  # [B, Kc, D]
             if return_weights:
                 weights.append(w.transpose(1, 2))  # [B, Kc, N] -> [B, N, Kc]
         glob = torch.einsum("bd,kd->bk", g, text)  # [B, D] x [K, D] -> [B, K]
@@ -188,7 +197,7 @@ class PatchPoolingHead(nn.Module):
             fuse_scores(loc, glob),
             local=loc,
             glob=glob,
-            f_img=torch.cat(f_img, 1) if need_features else None,
+            f_img=(f_all if f_all is not None else torch.cat(f_img, 1)) if need_features else None,
             counts=torch.cat(counts, 1),
             weights=torch.cat(weights, 2) if return_weights else None,
         )
