@@ -1,8 +1,9 @@
 """`c2srt demo`: the paper's ablation on the mini-world, offline, on a laptop CPU, with its uncertainty.
 
 One run: the shipped (or cached, or rebuilt) CLIP stand-in and category graph, the world report,
-then per seed two zero-shot rows and six fine-tuned rows (seen labels only), each scored on the
-test scenes in two passes: ZSL over the unseen labels alone, GZSL over all labels. Over several
+then per seed two zero-shot rows and six fine-tuned rows (seen labels only; `controls` adds the
+IST rows on a graph without edges), each scored on the test scenes in two passes: ZSL over the
+unseen labels alone, GZSL over all labels. Over several
 seeds every figure gets a mean and a 95 % t-interval, every row a paired difference against the
 reference row (MKT + distill), and ZSL mAP a breakdown by label group (small / large, correlated /
 uncorrelated: docs/MINIWORLD.md). No printing here: the caller gets one progress message per row
@@ -37,8 +38,8 @@ PAIRED_COLUMNS = ("zsl/mAP", "zsl/F1@3", "gzsl/mAP", "gzsl/F1@3")
 GROUPS = ("small", "large", "correlated", "uncorrelated")  # ZSL mAP breakdown
 CONFIDENCE = 0.95
 PICTURE_IMAGES = 4  # test scenes drawn with their selected regions
-ROW_KEYS = ("name", "scorer", "edges")  # a demo.yaml row's own keys; the rest are config overrides
 PICTURE_LABELS = 7  # most labels drawn per scene
+ROW_KEYS = ("name", "scorer", "edges")  # a demo.yaml row's own keys; the rest are config overrides
 GRAPH_ASSET = "miniworld-graph-{source}.json"  # shipped graphs, keyed by `graph_key`
 
 
