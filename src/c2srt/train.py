@@ -732,7 +732,18 @@ def fit(cfg: Cfg, *, resume: bool = False, progress: bool = True, **trainer_kwar
             plot_curves(out / "logs" / "metrics.csv", out / "curves.png")
         except (FileNotFoundError, ValueError) as e:  # no or an empty metrics.csv
             _logger.warning("could not draw the learning curves: %s", e)
+    _leave_process_group(trainer)
     return export
+
+
+def _leave_process_group(trainer: L.Trainer) -> None:
+    """Under DDP, every rank waits until rank 0 has written the run's last files, then all leave the
+    process group together. A rank that exits first with the group still open can abort in the
+    group's teardown at interpreter exit ("terminate called without an active exception"), and
+    Lightning's process observer then kills the other ranks, rank 0 included, wherever it is."""
+    if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def evaluate_checkpoint(
