@@ -11,6 +11,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -55,6 +56,20 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
 
 def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def run_environment(device: torch.device, load_before: float | None = None) -> dict[str, str]:
+    """What a result file records beside its figures: `eval_scale.environment()` (git SHA,
+    versions), the device, torch's threads and the 1-minute machine load, before the run (now,
+    when `load_before` is not given) and, when it is, after."""
+    # the benchmarks folder is on sys.path in every script
+    from eval_scale import environment
+
+    env = {**environment(), "device": device_name(device), "threads": str(torch.get_num_threads())}
+    now = f"{os.getloadavg()[0]:.2f}"
+    if load_before is None:
+        return {**env, "load_1min_before": now}
+    return {**env, "load_1min_before": f"{load_before:.2f}", "load_1min_after": now}
 
 
 def print_rows(rows: list[dict[str, Any]]) -> list[str]:

@@ -34,8 +34,8 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_io import add_device_args, autocast, device_name, print_rows, resolve_device, timed, write_rows  # noqa: E402
-from eval_scale import RESULTS_DIR, environment  # noqa: E402
+from bench_io import add_device_args, autocast, print_rows, resolve_device, run_environment, timed, write_rows  # noqa: E402
+from eval_scale import RESULTS_DIR  # noqa: E402
 
 from c2srt.config import HeadCfg, IstCfg, ModelCfg  # noqa: E402
 from c2srt.model import C2SRT, LabelSet, create_model  # noqa: E402
@@ -208,8 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
 
-    env = {**environment(), "device": device_name(device), "threads": str(torch.get_num_threads()),
-           "load_1min_before": f"{load_before:.2f}", "load_1min_after": f"{os.getloadavg()[0]:.2f}"}
+    env = run_environment(device, load_before)
     print_rows(rows)
     print(f"\nbackbone {args.backbone}, batch {args.batch}, {args.precision}, device {env['device']}, "
           f"{env['threads']} threads, load {env['load_1min_before']} -> {env['load_1min_after']}, "

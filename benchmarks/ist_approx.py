@@ -40,11 +40,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_io import add_device_args, autocast, device_name, print_rows, resolve_device, timed, write_rows  # noqa: E402
-from eval_scale import RESULTS_DIR, environment  # noqa: E402
+from bench_io import add_device_args, autocast, print_rows, resolve_device, run_environment, timed, write_rows  # noqa: E402
+from eval_scale import RESULTS_DIR  # noqa: E402
 from heads_overhead import random_vocabulary  # noqa: E402
 
 from c2srt.heads.ist import IstModule  # noqa: E402
+from c2srt.io import cache_root  # noqa: E402
 
 PRESENT_SEEDS = 5  # random labels per image, each joined by one graph in-neighbour
 TOP = 20  # the agreement is over each image's top 20 (Open Images' F1@20)
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, help="part 2: a model with IST in image mode (file, run folder or demo output folder)")
     p.add_argument("--config", type=Path, help="part 2: data/eval config (default: the checkpoint's)")
     p.add_argument("--miniworld", action="store_true", help="part 2 without --checkpoint: train the demo's C2SRT (full) row first")
-    p.add_argument("--cache", type=Path, default=Path(os.environ.get("C2SRT_CACHE", Path.home() / ".cache" / "c2srt")))
+    p.add_argument("--cache", type=Path, default=cache_root())
     p.add_argument("--run-dir", type=Path, default=Path("runs/ist_approx"), help="where --miniworld trains")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, to check that the script runs")
     add_device_args(p)
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.labels, args.batch, args.dim, args.hidden, args.top_m, args.transfer = [300], 4, 64, 32, [8], [1.0]
     device = resolve_device(args.device)
-    env = {**environment(), "device": device_name(device), "threads": str(torch.get_num_threads()), "load_1min_before": f"{os.getloadavg()[0]:.2f}"}
+    env = run_environment(device)
 
     if not args.skip_random:
         rows = random_inputs_table(args, device)

@@ -37,8 +37,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_io import add_device_args, autocast, device_name, print_rows, resolve_device, timed, write_rows  # noqa: E402
-from eval_scale import RESULTS_DIR, environment  # noqa: E402
+from bench_io import add_device_args, autocast, print_rows, resolve_device, run_environment, timed, write_rows  # noqa: E402
+from eval_scale import RESULTS_DIR  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # ../shared/data beside the repository (or beside the folder of git worktrees)
@@ -226,13 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         for name, r in rates.items()
     ]
-    env = {
-        **environment(),
-        "device": device_name(device),
-        "threads": str(torch.get_num_threads()),
-        "load_1min_before": f"{load_before:.2f}",
-        "load_1min_after": f"{os.getloadavg()[0]:.2f}",
-    }
+    env = run_environment(device, load_before)
     print_rows(rows)
     print(
         f"\n{args.backbone}, batch {args.batch}, {args.labels} labels, {args.images} JPEGs (long side {args.side} px) in {folder}, "

@@ -41,8 +41,8 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_io import add_device_args, autocast, device_name, print_rows, resolve_device, write_rows  # noqa: E402
-from eval_scale import LABELS_PER_IMAGE, POSITIVE_FRACTION, RESULTS_DIR, environment  # noqa: E402
+from bench_io import add_device_args, autocast, print_rows, resolve_device, run_environment, write_rows  # noqa: E402
+from eval_scale import LABELS_PER_IMAGE, POSITIVE_FRACTION, RESULTS_DIR  # noqa: E402
 from heads_overhead import PeakMemory, random_vocabulary  # noqa: E402
 
 from c2srt.config import HeadCfg, IstCfg, ModelCfg, TrainCfg  # noqa: E402
@@ -260,13 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             row[f"{k}_s"] = round(v, 3)
         rows.append(row)
 
-    env = {
-        **environment(),
-        "device": device_name(device),
-        "threads": str(torch.get_num_threads()),
-        "load_1min_before": f"{load_before:.2f}",
-        "load_1min_after": f"{os.getloadavg()[0]:.2f}",
-    }
+    env = run_environment(device, load_before)
     print_rows(rows)
     annotated = int((target != 0).sum())
     print(
