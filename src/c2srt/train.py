@@ -450,7 +450,7 @@ class SkippedImages(Callback):
     on_test_batch_end = on_validation_batch_end
 
     def _gather(self, trainer: L.Trainer) -> None:
-        if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        if _in_process_group(trainer):
             for split, rows in self.rows.items():
                 parts: list[Any] = [None] * trainer.world_size
                 torch.distributed.all_gather_object(parts, sorted(rows))
@@ -736,12 +736,17 @@ def fit(cfg: Cfg, *, resume: bool = False, progress: bool = True, **trainer_kwar
     return export
 
 
+def _in_process_group(trainer: L.Trainer) -> bool:
+    """This process is one of several DDP ranks, with the process group up (collectives work)."""
+    return trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 def _leave_process_group(trainer: L.Trainer) -> None:
     """Under DDP, every rank waits until rank 0 has written the run's last files, then all leave the
     process group together. A rank that exits first with the group still open can abort in the
     group's teardown at interpreter exit ("terminate called without an active exception"), and
     Lightning's process observer then kills the other ranks, rank 0 included, wherever it is."""
-    if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+    if _in_process_group(trainer):
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
