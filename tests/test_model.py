@@ -180,3 +180,52 @@ def test_frozen_image_tower_and_stage_two_switches() -> None:
     assert trainable and all(".ctx_" in n for n in trainable)
     model.train()
     assert not model.backbone.visual.training  # a frozen tower stays in eval mode
+
+
+@pytest.mark.parametrize("head", ["mkt", "isr"])
+def test_cosine_scoring_scores_each_label_on_its_own(head: str) -> None:
+    """`model.head.scoring: cosine`: e^s cos(f_img^c, t_c), whatever else is in the vocabulary."""
+    model = _model(head, "off", distill=False)
+    model.cfg.head.scoring = "cosine"  # the flag the config carries; the scorer is what scores
+    from c2srt.heads.base import CosineScore
+
+    model.scorer = CosineScore()
+    model.eval()
+    images = torch.randn(3, 3, 32, 32)
+    names = SEEN + UNSEEN
+    with torch.no_grad():
+        full = model(images, names).logits
+        alone = model(images, UNSEEN).logits
+        text = model.label_encoder.encode_labels(names)
+        g, patches = model.backbone.encode_image(images)
+        f_img = model.head(g, patches, text, need_features=True).f_img  # [B, K, D]
+        blocks = model.score_blocks(images, model.label_set(names), {"zsl": torch.arange(len(SEEN), len(names))})
+    expected = 10.0 * torch.nn.functional.cosine_similarity(f_img, text.unsqueeze(0), dim=-1)  # the formula, scale 10
+    torch.testing.assert_close(full, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(alone, full[:, len(SEEN) :], rtol=1e-5, atol=1e-6)  # no label depends on another
+    torch.testing.assert_close(blocks["zsl"], full[:, len(SEEN) :])
+
+
+def test_cosine_scoring_is_ist_with_its_transfer_at_zero() -> None:
+    """The control row "scoring rule only" equals IST image mode whose output projection stays 0."""
+    from c2srt.config import Cfg, merge_config
+
+    cosine = create_model(merge_config(Cfg(), {"model": {"backbone": "test-tiny", "pretrained": None, "distill": False, "head": {"scoring": "cosine"}}}).model)
+    ist = create_model(merge_config(Cfg(), {"model": {"backbone": "test-tiny", "pretrained": None, "distill": False, "ist": {"mode": "image", "hidden": 32}}}).model)
+    shared = {k: v for k, v in cosine.state_dict().items() if not k.startswith("scorer.")}  # the same CLIP
+    ist.load_state_dict({**ist.state_dict(), **shared})
+    assert isinstance(cosine.scorer, torch.nn.Module) and cosine.ist is None and ist.scorer is None
+    graph = _graph(ist)
+    images = torch.randn(2, 3, 32, 32)
+    names = SEEN + UNSEEN
+    with torch.no_grad():
+        a = cosine.eval()(images, names).logits
+        b = ist.eval()(images, ist.label_set(names, graph)).logits
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_cosine_scoring_with_ist_is_refused() -> None:
+    from c2srt.config import Cfg, ConfigError, merge_config
+
+    with pytest.raises(ConfigError, match="model.head.scoring"):
+        merge_config(Cfg(), {"model": {"head": {"scoring": "cosine"}, "ist": {"mode": "image"}}})

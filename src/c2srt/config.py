@@ -26,6 +26,7 @@ class HeadCfg:
     tau: float = 0.02  # ISR: softmax temperature over patch-label cosine similarities
     pool: str = "weighted"  # ISR: "weighted" (renormalised probabilities) or "mean"
     similarity: str = "cosine"  # "raw": MKT's formula (unnormalised x @ proj against the labels); "cosine": L2-normalised first
+    scoring: str = "fused"  # without IST: "fused" (MKT's fusion, normalised across the labels scored) or "cosine" (IST's e^s cos(f_img, t) per label, s learnt)
     label_chunk: int = 2048  # labels scored per chunk (bounds memory at 7,586 labels)
 
 
@@ -135,6 +136,7 @@ _CHOICES = {
     "model.head.name": ("mkt", "isr"),
     "model.head.pool": ("weighted", "mean"),
     "model.head.similarity": ("cosine", "raw"),
+    "model.head.scoring": ("fused", "cosine"),
     "model.prompt_init": ("template", "random"),
     "model.normalization": ("backbone", "imagenet", "openai"),
     "data.train_transform": ("light", "timm"),
@@ -273,6 +275,8 @@ def validate(cfg: Cfg) -> Cfg:
         raise ConfigError("model.templates: each template needs a '{}' for the label")
     if cfg.graph.source == "file" and not cfg.graph.path:
         raise ConfigError("graph.path: required when graph.source is 'file'")
+    if h.scoring == "cosine" and cfg.model.ist.mode != "off":
+        raise ConfigError("model.head.scoring: 'cosine' is for heads without IST (IST scores every label by its own scaled cosine)")
     if cfg.model.ist.top_m < 0:
         raise ConfigError(f"model.ist.top_m: {cfg.model.ist.top_m} must be >= 0 (0: exact)")
     if cfg.model.ist.hidden % cfg.model.ist.heads:

@@ -18,7 +18,7 @@ from torch import nn
 from .backbone import ClipBackbone, create_clip
 from .config import ModelCfg
 from .data.transforms import normalization
-from .heads.base import HeadOutput, build_head, fuse_block
+from .heads.base import CosineScore, HeadOutput, build_head, fuse_block
 from .registry import drop_none
 from .text import LabelEncoder
 
@@ -67,6 +67,7 @@ class C2SRT(nn.Module):
         ist: nn.Module | None,
         cfg: ModelCfg,
         *,
+        scorer: nn.Module | None = None,
         image_size: int,
         mean: Sequence[float],
         std: Sequence[float],
@@ -77,6 +78,7 @@ class C2SRT(nn.Module):
         self.label_encoder = label_encoder
         self.head = head
         self.ist = ist
+        self.scorer = scorer  # per-label scoring without IST (`model.head.scoring: cosine`)
         self.cfg = cfg
         self.image_size = image_size
         self.mean = tuple(mean)
@@ -117,8 +119,16 @@ class C2SRT(nn.Module):
         return super().train(mode)
 
     # ---------------------------------------------------------------- forward
+    @property
+    def per_label(self) -> bool:
+        """Whether each label's score is computed on its own (IST, or cosine scoring) rather than
+        normalised across the labels scored (MKT's fusion)."""
+        return self.ist is not None or self.scorer is not None
+
     def _logits(self, out: HeadOutput, labels: LabelSet) -> torch.Tensor:
         """Scores of every label of `labels` from the head's output (through IST when it is on)."""
+        if self.scorer is not None:
+            return self.scorer(out.f_img, labels.text)
         if self.ist is None:
             return out.logits
         if self.cfg.ist.mode == "label":
@@ -146,7 +156,7 @@ class C2SRT(nn.Module):
         if not isinstance(labels, LabelSet):
             labels = self.label_set(labels, graph)
         g, patches = self.backbone.encode_image(images)  # [B, D], [B, N, D]
-        out = self.head(g, patches, labels.text, return_weights=return_weights, need_features=self.ist is not None)
+        out = self.head(g, patches, labels.text, return_weights=return_weights, need_features=self.per_label)
         logits = self._logits(out, labels)
         g_teacher = None
         if with_teacher and self.backbone.teacher is not None:
@@ -162,7 +172,7 @@ class C2SRT(nn.Module):
         streams are per label, and their fusion (L2 across labels) runs over the block's labels
         only. With IST the graph of the whole of `labels` propagates, so seen labels still send
         messages to unseen ones; IST's scores (scaled cosines) involve no normalisation across
-        labels, so a block keeps its columns. `zero_shot`: CLIP's cos(g, t), per label, likewise.
+        labels, so a block keeps its columns, as with cosine scoring. `zero_shot`: CLIP's cos(g, t), per label, likewise.
 
         Args:
             images: [B, 3, H, W].
@@ -177,8 +187,8 @@ class C2SRT(nn.Module):
             s = self.zero_shot(images, labels)
             return {name: s[:, idx.to(s.device)] for name, idx in blocks.items()}
         g, patches = self.backbone.encode_image(images)  # [B, D], [B, N, D]
-        out = self.head(g, patches, labels.text, need_features=self.ist is not None)
-        if self.ist is not None:
+        out = self.head(g, patches, labels.text, need_features=self.per_label)
+        if self.per_label:
             s = self._logits(out, labels)
             return {name: s[:, idx.to(s.device)] for name, idx in blocks.items()}
         return {name: fuse_block(out, idx.to(out.logits.device)) for name, idx in blocks.items()}
@@ -217,7 +227,7 @@ class C2SRT(nn.Module):
         return {k: v for k, v in self.state_dict().items() if not k.startswith(skip)}
 
     def extra_repr(self) -> str:
-        return f"head={self.cfg.head.name}, ist={self.cfg.ist.mode}, distill={self.cfg.distill}"
+        return f"head={self.cfg.head.name}, scoring={self.cfg.head.scoring}, ist={self.cfg.ist.mode}, distill={self.cfg.distill}"
 
 
 def create_model(
@@ -282,9 +292,10 @@ def create_model(
             image_chunk=cfg.ist.image_chunk,
             top_m=cfg.ist.top_m,
         )
+    scorer = CosineScore() if cfg.head.scoring == "cosine" and ist is None else None
     mean, std = (bundle.mean, bundle.std) if cfg.normalization == "backbone" else normalization(cfg.normalization)
     model = C2SRT(
-        backbone, label_encoder, head, ist, cfg, image_size=bundle.image_size, mean=mean, std=std, crop_pct=cfg.crop_pct
+        backbone, label_encoder, head, ist, cfg, scorer=scorer, image_size=bundle.image_size, mean=mean, std=std, crop_pct=cfg.crop_pct
     )
     if cfg.init_from:
         from .checkpoint import load_init_weights

@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..constants import DEFAULT_EPS
+from ..constants import DEFAULT_EPS, INIT_LOGIT_SCALE
 from ..registry import Registry
 
 if TYPE_CHECKING:
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 HEADS: Registry[Callable[..., nn.Module]] = Registry("head")
 
 SIMILARITIES = ("cosine", "raw")  # how heads compare image and label embeddings (see `prepare_inputs`)
+SCORINGS = ("fused", "cosine")  # how a head without IST turns its streams into logits (see `CosineScore`)
 
 
 @dataclass
@@ -93,6 +96,51 @@ def fuse_block(out: HeadOutput, columns: torch.Tensor | slice) -> torch.Tensor:
     if out.local is None or out.glob is None:
         raise ValueError("this head output carries no unfused scores (local, glob)")
     return fuse_scores(out.local[:, columns], out.glob[:, columns])
+
+
+def scaled_cosine(f_img: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor, *, eps: float = DEFAULT_EPS) -> torch.Tensor:
+    """e^s cos(f_img^c, t_c) for every (image, label): a score per label, normalised across nothing.
+
+    Shapes:
+        f_img [B, K, D], text [K, D], logit_scale [] (log scale) -> [B, K]
+    """
+    if f_img.ndim != 3 or f_img.shape[1:] != text.shape:
+        raise ValueError(f"f_img must be [B, K, D] with [K, D] = {tuple(text.shape)}, got {tuple(f_img.shape)}")
+    t = F.normalize(text, dim=-1, eps=eps).to(f_img.dtype)
+    # <f, t> as one batched product over labels ([K, B, D] x [K, D, 1]) and |f| apart: no
+    # normalised copy of f and no "bkd,kd->bk" einsum (which copies f to that layout first)
+    dot = torch.matmul(f_img.transpose(0, 1), t.unsqueeze(-1)).squeeze(-1).transpose(0, 1)  # [B, K]
+    norm = torch.linalg.vector_norm(f_img, dim=-1).clamp_min(eps)  # [B, K]
+    return logit_scale.exp() * dot / norm
+
+
+class CosineScore(nn.Module):
+    r"""IST's scoring rule without IST: :math:`y_{bc} = e^{s} \cos(f^{img}_{bc}, t_c)`, s learnt.
+
+    `model.head.scoring: cosine`. MKT's fusion normalises each image's scores across the labels
+    scored, so with a margin-1 ranking loss every pair violates the margin and a label's score
+    depends on the rest of the vocabulary; this rule scores each (image, label) on its own. It is
+    exactly IST image mode with its transfer fixed at zero, the control that separates IST's
+    scoring rule from its graph (docs/MINIWORLD.md, change 5).
+
+    Shapes:
+        forward(f_img [B, K, D], text [K, D]) -> [B, K]
+    """
+
+    def __init__(self, init_scale: float = INIT_LOGIT_SCALE) -> None:
+        super().__init__()
+        self.init_scale = init_scale
+        self.logit_scale = nn.Parameter(torch.empty(()))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.constant_(self.logit_scale, math.log(self.init_scale))
+
+    def forward(self, f_img: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return scaled_cosine(f_img, text, self.logit_scale)
+
+    def extra_repr(self) -> str:
+        return f"scale={float(self.logit_scale.exp()):.3g}"
 
 
 def check_similarity(similarity: str) -> str:

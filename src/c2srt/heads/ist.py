@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..constants import DEFAULT_EPS, INIT_LOGIT_SCALE
+from .base import scaled_cosine
 
 MODES = ("image", "label")
 #: elements of one [nodes, neighbours, hidden] block of the attention: on CPU 16 MB in fp32 (2^18
@@ -294,14 +295,7 @@ class IstModule(nn.Module):
 
     def score(self, f_img: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """Scaled cosine of per-category image features and label embeddings: [B, K, D], [K, D] -> [B, K]."""
-        if f_img.ndim != 3 or f_img.shape[1:] != text.shape:
-            raise ValueError(f"f_img must be [B, K, D] with [K, D] = {tuple(text.shape)}, got {tuple(f_img.shape)}")
-        t = F.normalize(text, dim=-1, eps=DEFAULT_EPS).to(f_img.dtype)
-        # <f, t> as one batched product over labels ([K, B, D] x [K, D, 1]) and |f| apart: no
-        # normalised copy of f and no "bkd,kd->bk" einsum (which copies f to that layout first)
-        dot = torch.matmul(f_img.transpose(0, 1), t.unsqueeze(-1)).squeeze(-1).transpose(0, 1)  # [B, K]
-        norm = torch.linalg.vector_norm(f_img, dim=-1).clamp_min(DEFAULT_EPS)  # [B, K]
-        return self.logit_scale.exp() * dot / norm
+        return scaled_cosine(f_img, text, self.logit_scale)
 
     def propagated_nodes(self, scores: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         """Which (image, label) nodes the approximate image mode propagates over: each image's

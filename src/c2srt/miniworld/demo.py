@@ -102,14 +102,6 @@ def row_config(
 GRAPH_POLICY = "seen, then extended"  # c2srt.graph.prepare_graph: built over the seen labels, unseen linked in
 
 
-def edgeless(graph: Any) -> Any:
-    """The graph's labels and split with no edge: IST's nodes then see only themselves (the controls)."""
-    from ..graph import CategoryGraph
-
-    provenance = {**graph.provenance, "control": "every edge removed (c2srt demo --controls)"}
-    return CategoryGraph(graph.labels, {}, seen=graph.seen, provenance=provenance)
-
-
 def graph_key(names: list[str], seen: list[str], source: str, candidates: int, max_neighbors: int) -> str:
     """What a demo graph depends on: its vocabulary, split, source, cut and how it is built (the
     model and prompt are in its provenance; a newer prompt does not make the shipped graph wrong)."""
@@ -350,6 +342,8 @@ def run_demo(
         rows = [*spec["zero_shot"], *spec["variants"], *(spec.get("controls", []) if controls else [])]
         graph_paths = {None: str(graph_path)}
         if any(row.get("edges") == "none" for row in rows):
+            from ..graph.controls import edgeless
+
             graph_paths["none"] = str(output_dir / "graph-no-edges.json")
             edgeless(graph).save(graph_paths["none"])
         per_seed: dict[str, list[dict[str, Any]]] = {r["name"]: [] for r in rows}

@@ -23,6 +23,8 @@ from .world import REGIONS, SHAPES, UNSEEN_GROUPS, MiniWorld
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..backbone import ClipBundle
+    from ..graph import CategoryGraph
+    from ..graph.cooccurrence import Cooccurrence
 
 _logger = logging.getLogger(__name__)
 
@@ -39,6 +41,26 @@ PROBE_SCENES = 500
 
 def _kind(name: str) -> str:
     return "region" if name in REGIONS else "shape" if name in SHAPES else "thing"
+
+
+def world_cooccurrence(world: MiniWorld, *, n: int = REPORT_SCENES, split: str = "train") -> "Cooccurrence":
+    """Label counts of `n` scenes of a split, unseen labels included (the world's own statistics)."""
+    from ..graph.cooccurrence import Cooccurrence
+
+    scenes = world.sample_target(n, split)
+    assert scenes.labels is not None
+    return Cooccurrence.from_matrix(world.label_names, scenes.labels == POSITIVE)
+
+
+def oracle_graph(world: MiniWorld, *, n: int = REPORT_SCENES, max_neighbors: int | None = None) -> "CategoryGraph":
+    """The graph of the world's true co-occurrence edges, counted on its fine-tuning scenes with the
+    unseen labels' annotations (which no method may see): an upper bound for graphs built from
+    names, never a graph to train with (docs/MINIWORLD.md, change 5)."""
+    from ..graph.cooccurrence import cooccurrence_graph
+
+    stats = world_cooccurrence(world, n=n)
+    note = {"oracle": f"true co-occurrence of {n} fine-tuning scenes of world {world.seed}, unseen labels included (an upper bound)"}
+    return cooccurrence_graph(stats, seen=world.seen_names, max_neighbors=max_neighbors, provenance=note)
 
 
 def world_report(world: MiniWorld, *, n: int = REPORT_SCENES, n_web: int = REPORT_WEB) -> dict[str, Any]:
