@@ -39,6 +39,9 @@ class IstCfg:
     dropout: float = 0.0  # attention dropout
     image_chunk: int = 16  # images per GAT pass in "image" mode (bounds memory)
     top_m: int = 0  # "image" mode: propagate over each image's top-M labels by region score and their graph neighbours only (0: every label, exact)
+    evidence: bool = False  # "image" mode: each node's own evidence cos(f_img, t) as an input, and a logit shift read from its final state (transfer of how strongly a neighbour is present)
+    self_loops: bool = True  # attention includes the node itself (GATv2Conv's default); false: neighbours only, the node's own state passes through the residual
+    evidence_dropout: float = 0.0  # "image" mode, training: share of (image, label) nodes whose own evidence is hidden from IST, in [0, 1)
 
 
 @dataclass
@@ -277,6 +280,11 @@ def validate(cfg: Cfg) -> Cfg:
         raise ConfigError("graph.path: required when graph.source is 'file'")
     if h.scoring == "cosine" and cfg.model.ist.mode != "off":
         raise ConfigError("model.head.scoring: 'cosine' is for heads without IST (IST scores every label by its own scaled cosine)")
+    ist = cfg.model.ist
+    if ist.mode == "label" and (ist.evidence or ist.evidence_dropout):
+        raise ConfigError("model.ist.evidence / evidence_dropout: need image evidence (model.ist.mode: image)")
+    if not 0.0 <= ist.evidence_dropout < 1.0:
+        raise ConfigError(f"model.ist.evidence_dropout: {ist.evidence_dropout} must lie in [0, 1)")
     if cfg.model.ist.top_m < 0:
         raise ConfigError(f"model.ist.top_m: {cfg.model.ist.top_m} must be >= 0 (0: exact)")
     if cfg.model.ist.hidden % cfg.model.ist.heads:

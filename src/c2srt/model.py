@@ -291,6 +291,9 @@ def create_model(
             mode=cfg.ist.mode,
             image_chunk=cfg.ist.image_chunk,
             top_m=cfg.ist.top_m,
+            evidence=cfg.ist.evidence,
+            self_loops=cfg.ist.self_loops,
+            evidence_dropout=cfg.ist.evidence_dropout,
         )
     scorer = CosineScore() if cfg.head.scoring == "cosine" and ist is None else None
     mean, std = (bundle.mean, bundle.std) if cfg.normalization == "backbone" else normalization(cfg.normalization)

@@ -353,3 +353,100 @@ def test_image_mode_gradients_are_the_same_in_every_process() -> None:
         for _ in range(4)
     }
     assert len(digests) == 1, digests
+
+
+# ------------------------------------------------------------------ transfer options (issue 20)
+@pytest.mark.parametrize("seed", range(2))
+def test_gather_layer_without_self_loops_equals_torch_geometric(seed: int) -> None:
+    """`self_loops=False`: GATv2Conv(add_self_loops=False); a node without in-edges gets the bias alone."""
+    from torch_geometric.nn import GATv2Conv
+
+    from c2srt.heads.ist import gatv2_gather
+
+    g = torch.Generator().manual_seed(seed)
+    n, e = 30, 80
+    src, dst = torch.randint(0, n, (e,), generator=g), torch.randint(0, n - 5, (e,), generator=g)  # 25..29: no edge in
+    ei, ew = torch.stack([src, dst]), torch.rand(e, generator=g)
+    torch.manual_seed(seed)
+    conv = GATv2Conv(16, 4, heads=4, edge_dim=1, add_self_loops=False)
+    torch.nn.init.normal_(conv.bias)
+    h = torch.randn(n, 16, generator=g, requires_grad=True)
+    table = neighbour_table(ei, ew, n, self_loops=False)
+    assert not table.mask[25:].any() and table.mask[:25].sum() <= e
+    from torch_geometric.utils import remove_self_loops
+
+    ei_ns, ew_ns = remove_self_loops(ei, ew)
+    ref = conv(h, ei_ns, edge_attr=ew_ns.unsqueeze(-1))
+    got = gatv2_gather(conv, h, table)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got[25:], conv.bias.expand(5, -1))
+    got.square().sum().backward()
+    assert torch.isfinite(h.grad).all()
+
+
+def _readout(m: IstModule) -> IstModule:
+    torch.nn.init.normal_(m.readout.weight, std=0.5)
+    return m
+
+
+def test_untrained_evidence_ist_scores_like_the_region_feature() -> None:
+    f_img, text = _inputs()
+    m = _module(trained=False, evidence=True)
+    expected = m.logit_scale.exp() * torch.einsum("bkd,kd->bk", F.normalize(f_img, dim=-1), text)
+    torch.testing.assert_close(m(f_img, text, EDGES, WEIGHTS), expected)
+
+
+def test_evidence_readout_passes_a_neighbours_strength_along_edges_only() -> None:
+    """With the readout trained, how strongly label 0 is present moves 0, 1 and 2 (its graph reach), not 3-5."""
+    m = _readout(_module(evidence=True))
+    f_img, text = _inputs()
+    stronger = f_img.clone()
+    stronger[:, 0] = text[0] * 3.0  # label 0 clearly present: its cosine goes to 1
+    moved = (m(stronger, text, EDGES, WEIGHTS) - m(f_img, text, EDGES, WEIGHTS)).abs().amax(0)
+    assert (moved[:3] > 1e-4).all() and (moved[3:] < 1e-6).all()
+    h_shift = m.shift(torch.randn(4, 16))
+    assert h_shift.shape == (4,)
+
+
+@pytest.mark.parametrize("top_m", [K, 1])
+def test_evidence_approximate_mode_matches_its_rules(top_m: int) -> None:
+    """M >= K is exact; M < K keeps each unpropagated label's no-evidence score, shift included."""
+    f_img, text = _aligned_inputs([5])
+    m = _readout(_module(top_m=top_m, evidence=True))
+    exact = _module(top_m=0, evidence=True)
+    exact.load_state_dict(m.state_dict())
+    got, ref = m(f_img, text, EDGES, WEIGHTS), exact(f_img, text, EDGES, WEIGHTS)
+    if top_m == K:
+        torch.testing.assert_close(got, ref)
+    else:
+        torch.testing.assert_close(got[:, 4:], ref[:, 4:], rtol=1e-5, atol=1e-5)
+        d = text.shape[1]
+        h = m.in_proj(torch.cat([torch.zeros_like(text), text, torch.zeros(K, 1)], dim=-1))  # FFN([0; t; 0])
+        for conv, norm in zip(m.convs, m.norms):
+            h = norm(h + _pyg_layer(conv, h, EDGES, WEIGHTS))
+        no_evidence = m.logit_scale.exp() * F.cosine_similarity(f_img + m.out_proj(h), text.unsqueeze(0), dim=-1) + m.readout(h).squeeze(-1)
+        torch.testing.assert_close(got[:, :4], no_evidence[:, :4], rtol=1e-5, atol=1e-5)
+        assert d == D
+
+
+def test_evidence_dropout_hides_own_evidence_in_training_only() -> None:
+    """In training, a drawn share of nodes score as if their region feature were zero (no evidence)."""
+    f_img, text = _inputs(8)
+    m = _readout(_module(evidence=True, evidence_dropout=0.5))
+    plain = _module(evidence=True)
+    plain.load_state_dict(m.state_dict())
+    torch.testing.assert_close(m.eval()(f_img, text, EDGES, WEIGHTS), plain.eval()(f_img, text, EDGES, WEIGHTS))
+    torch.manual_seed(1)
+    got = m.train()(f_img, text, EDGES, WEIGHTS)  # one chunk: one draw of [8, K]
+    torch.manual_seed(1)
+    hidden = torch.rand(8, K) < 0.5
+    assert 0 < hidden.float().mean() < 1
+    expected = plain.eval()(f_img.masked_fill(hidden.unsqueeze(-1), 0.0), text, EDGES, WEIGHTS)
+    torch.testing.assert_close(got, expected)
+
+
+def test_evidence_options_are_image_mode_only() -> None:
+    with pytest.raises(ValueError, match="image"):
+        IstModule(D, hidden=16, heads=4, mode="label", evidence=True)
+    with pytest.raises(ValueError, match="evidence_dropout"):
+        IstModule(D, hidden=16, heads=4, evidence_dropout=1.0)

@@ -53,3 +53,15 @@ def test_configs_with_data_name_miniworld_build_it():
     assert "miniworld" in list_datasets()
     ds = build_dataset(DataCfg(name="miniworld", options={"n_test": 4, "seed": 2}), "test", None)
     assert isinstance(ds, MiniWorldDataset) and len(ds) == 4 and ds.seed == 2
+
+
+def test_test_split_can_read_the_val_scenes_for_choosing_settings():
+    val = MiniWorldDataset("test", n=10, seed=0, test_split="val")
+    assert np.array_equal(val.images, MiniWorld(0).sample_target(10, "val").images)
+    assert not np.array_equal(val.images, MiniWorldDataset("test", n=10, seed=0).images)
+    assert np.array_equal(MiniWorldDataset("train", n=10, seed=0, test_split="val").images, MiniWorldDataset("train", n=10, seed=0).images)
+    assert val.image_path(3) == "miniworld:val:3"
+    ds = build_dataset(DataCfg(name="miniworld", options={"n_test": 4, "test_split": "val"}), "test", None)
+    assert np.array_equal(ds.images, val.images[:4])
+    with pytest.raises(ValueError, match="test_split"):
+        MiniWorldDataset("test", test_split="train")

@@ -89,9 +89,13 @@ class NeighbourTable:
         )
 
 
-def neighbour_table(edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nodes: int) -> NeighbourTable:
+def neighbour_table(edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nodes: int, *, self_loops: bool = True) -> NeighbourTable:
     """In-neighbours per node with the self-loops GATv2Conv adds (any given self-loop replaced by one
     whose weight is the mean of the node's incoming weights, torch_geometric's `fill_value="mean"`).
+
+    `self_loops=False` (`model.ist.self_loops`): neighbours only, so a node's own state reaches the
+    next layer through the residual alone and attention is spent on its neighbours; a node without
+    in-edges then has an empty row (all of `mask` false).
 
     Shapes:
         edge_index [2, E] (source -> target), edge_weight [E] -> NeighbourTable of num_nodes rows.
@@ -101,14 +105,15 @@ def neighbour_table(edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nod
         from torch_geometric.utils import add_self_loops, remove_self_loops
 
     ei, ew = remove_self_loops(edge_index, edge_weight.unsqueeze(-1))
-    ei, ew = add_self_loops(ei, ew, fill_value="mean", num_nodes=num_nodes)  # [2, E'], [E', 1]
+    if self_loops:
+        ei, ew = add_self_loops(ei, ew, fill_value="mean", num_nodes=num_nodes)  # [2, E'], [E', 1]
     src, dst = ei
     order = torch.argsort(dst, stable=True)
     src, dst, ew = src[order], dst[order], ew[order, 0]
     counts = torch.bincount(dst, minlength=num_nodes)  # [K] in-degree + 1
     starts = torch.cumsum(counts, 0) - counts  # [K]
     slot = torch.arange(dst.numel(), device=dst.device) - starts[dst]  # position within its target's row
-    width = int(counts.max()) if num_nodes else 1
+    width = max(1, int(counts.max())) if num_nodes else 1
     index = torch.zeros(num_nodes, width, dtype=torch.long, device=dst.device)
     weight = torch.zeros(num_nodes, width, dtype=ew.dtype, device=dst.device)
     mask = torch.zeros(num_nodes, width, dtype=torch.bool, device=dst.device)
@@ -155,9 +160,10 @@ def gatv2_gather(conv: nn.Module, x: torch.Tensor, table: NeighbourTable, *, blo
     # each row's neighbours first (a subgraph's mask leaves gaps), rows by increasing count
     first = torch.argsort((~table.mask).to(torch.uint8), dim=1, stable=True)  # [V, S]
     index, weight, mask = (t.gather(1, first) for t in (table.index, table.weight, table.mask))
-    counts = mask.sum(1)  # [V] >= 1: the self-loop
+    counts = mask.sum(1)  # [V]: >= 1 with self-loops; 0 for a node without in-edges when they are off
+    empty = bool((counts == 0).any())
     order = torch.argsort(counts, stable=True)
-    widths = counts[order].tolist()  # one transfer to the host, then plain Python
+    widths = counts[order].clamp_min(1).tolist()  # one transfer to the host, then plain Python
     out = []
     a = 0
     while a < n:
@@ -170,8 +176,14 @@ def gatv2_gather(conv: nn.Module, x: torch.Tensor, table: NeighbourTable, *, blo
         z.addcmul_(w.to(z.dtype)[..., None, None], w_e)  # + w_ij W_e
         F.leaky_relu_(z, conv.negative_slope)
         logit = (z * att).sum(-1)  # [n', S', heads]
-        logit = logit.masked_fill(~m.unsqueeze(-1), float("-inf"))  # every row keeps its self-loop
-        alpha = F.dropout(torch.softmax(logit, dim=1), p=conv.dropout, training=conv.training)
+        if empty:  # rows without any neighbour: no message (softmax over nothing would be NaN)
+            none = ~m.any(1, keepdim=True)  # [n', 1]
+            logit = logit.masked_fill((~m & ~none).unsqueeze(-1), float("-inf"))
+            alpha = torch.softmax(logit, dim=1) * m.unsqueeze(-1)
+        else:
+            logit = logit.masked_fill(~m.unsqueeze(-1), float("-inf"))  # every row keeps its self-loop
+            alpha = torch.softmax(logit, dim=1)
+        alpha = F.dropout(alpha, p=conv.dropout, training=conv.training)
         out.append((alpha.unsqueeze(-1) * x_j).sum(1))  # [n', heads, ch]
         a = end
     h = torch.cat(out)[torch.argsort(order)].reshape(n, heads * ch)  # back to node order
@@ -209,6 +221,14 @@ class IstModule(nn.Module):
         top_m: "image" mode: propagate, per image, only over its `top_m` best labels by region score
             and their graph neighbours (0: over every label, the exact computation; see the module
             docstring).
+        evidence: "image" mode: give each node its own evidence, the cosine of its region feature
+            and its label, as an input, and read a logit shift out of its final state, so that the
+            GAT can pass on *how strongly* a neighbour is present, not only what it looks like.
+        self_loops: let attention include the node itself (GATv2Conv's default); without, the
+            node's own state reaches the next layer through the residual alone.
+        evidence_dropout: "image" mode, training only: the share of (image, label) nodes whose own
+            image evidence is hidden from IST (input and score), so those labels must be predicted
+            from their neighbours, as an unseen label would be helped by them.
         act_layer, norm_layer: layer types of the input FFN and the post-residual norm.
     """
 
@@ -223,6 +243,9 @@ class IstModule(nn.Module):
         mode: str = "image",
         image_chunk: int = 16,
         top_m: int = 0,
+        evidence: bool = False,
+        self_loops: bool = True,
+        evidence_dropout: float = 0.0,
         act_layer: type[nn.Module] = nn.GELU,
         norm_layer: type[nn.Module] = nn.LayerNorm,
     ) -> None:
@@ -233,10 +256,15 @@ class IstModule(nn.Module):
             raise ValueError(f"hidden ({hidden}) must be divisible by heads ({heads})")
         if top_m < 0:
             raise ValueError(f"top_m must be >= 0 (0: exact), got {top_m}")
+        if not 0.0 <= evidence_dropout < 1.0:
+            raise ValueError(f"evidence_dropout must lie in [0, 1), got {evidence_dropout}")
+        if mode == "label" and (evidence or evidence_dropout):
+            raise ValueError("evidence and evidence_dropout need image evidence: IST mode 'image'")
+        self.evidence, self.self_loops, self.evidence_dropout = evidence, self_loops, evidence_dropout
         self.embed_dim, self.hidden, self.heads, self.mode = embed_dim, hidden, heads, mode
         self.image_chunk = max(1, image_chunk)
         self.top_m = top_m
-        in_dim = 2 * embed_dim if mode == "image" else embed_dim
+        in_dim = 2 * embed_dim + int(evidence) if mode == "image" else embed_dim
         self.in_proj = nn.Sequential(nn.Linear(in_dim, hidden), act_layer(), nn.Linear(hidden, hidden))
         with warnings.catch_warnings():
             # torch_geometric warns at import and jit-scripts helpers with a deprecated API: noise to users
@@ -250,6 +278,7 @@ class IstModule(nn.Module):
             )
         self.norms = nn.ModuleList(norm_layer(hidden) for _ in range(layers))
         self.out_proj = nn.Linear(hidden, embed_dim)
+        self.readout = nn.Linear(hidden, 1) if evidence else None  # a logit shift from the node's state
         self.logit_scale = nn.Parameter(torch.empty(()))
         self._transfer0: tuple[tuple, torch.Tensor] | None = None  # inference cache: (inputs, [K, D])
         self.reset_parameters()
@@ -263,6 +292,9 @@ class IstModule(nn.Module):
             norm.reset_parameters()
         nn.init.zeros_(self.out_proj.weight)  # start from the head's own feature (identity transfer)
         nn.init.zeros_(self.out_proj.bias)
+        if self.readout is not None:  # like W_o: IST starts from the region feature's own score
+            nn.init.zeros_(self.readout.weight)
+            nn.init.zeros_(self.readout.bias)
         nn.init.constant_(self.logit_scale, math.log(INIT_LOGIT_SCALE))
 
     def _check(self, text: torch.Tensor, edge_index: torch.Tensor | None, edge_weight: torch.Tensor | None) -> None:
@@ -283,9 +315,17 @@ class IstModule(nn.Module):
             h = norm(h + gatv2_gather(conv, h, table))
         return h
 
+    def table(self, edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nodes: int) -> NeighbourTable:
+        """The neighbour table this module propagates over (with or without self-loops)."""
+        return neighbour_table(edge_index, edge_weight, num_nodes, self_loops=self.self_loops)
+
+    def shift(self, h: torch.Tensor) -> torch.Tensor | float:
+        """The readout's logit shift of node states ([..., hidden] -> [...]), 0 without `evidence`."""
+        return self.readout(h).squeeze(-1) if self.readout is not None else 0
+
     def propagate(self, h: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor) -> torch.Tensor:
         """The GATv2 stack with residual + norm over a graph. Shapes: h [V, hidden] -> [V, hidden]."""
-        return self._propagate(h, neighbour_table(edge_index, edge_weight.to(h.dtype), h.shape[0]))
+        return self._propagate(h, self.table(edge_index, edge_weight.to(h.dtype), h.shape[0]))
 
     def refine_labels(self, text: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor) -> torch.Tensor:
         """Graph-refined label embeddings t' [K, D] (mode "label")."""
@@ -304,14 +344,19 @@ class IstModule(nn.Module):
         candidates = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device).scatter_(1, top, True)
         return expand_candidates(candidates, edge_index)
 
-    def no_evidence_transfer(self, text_part: torch.Tensor, table: NeighbourTable) -> torch.Tensor:
-        """W_o h^L for node inputs FFN([0; t]): what the graph transfers to each label when no image
-        evidence is given (image independent, so once per call). Shapes: text_part [K, hidden] -> [K, D]."""
-        return self.out_proj(self._propagate(self.in_proj[1:](text_part), table))
+    def no_evidence_transfer(self, text_part: torch.Tensor, table: NeighbourTable) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """W_o h^L (and the readout's shift) for node inputs FFN([0; t]): what the graph transfers to
+        each label when no image evidence is given (image independent, so once per call).
+
+        Shapes:
+            text_part [K, hidden] -> ([K, D], [K] or None without `evidence`)
+        """
+        h = self._propagate(self.in_proj[1:](text_part), table)
+        return self.out_proj(h), (self.readout(h).squeeze(-1) if self.readout is not None else None)
 
     def _no_evidence_cached(
         self, text: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor, text_part: torch.Tensor, table: NeighbourTable
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`no_evidence_transfer`, kept between calls at inference while the vocabulary, its graph
         and the weights stay the same (one pass over K labels saved per batch)."""
         if self.training or torch.is_grad_enabled():
@@ -330,12 +375,14 @@ class IstModule(nn.Module):
         self._transfer0 = None
         return super().train(mode)
 
-    def fallback_scores(self, f_img: torch.Tensor, text: torch.Tensor, transfer: torch.Tensor) -> torch.Tensor:
-        """e^s cos(f + transfer_c, t_c) without a [B, K, D] temporary (|f + u|^2 = |f|^2 + 2 f.u + |u|^2).
+    def fallback_scores(self, f_img: torch.Tensor, text: torch.Tensor, transfer: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
+        """e^s cos(f + u_c, t_c) (+ the readout's shift) without a [B, K, D] temporary
+        (|f + u|^2 = |f|^2 + 2 f.u + |u|^2), for the no-evidence transfer (u, shift).
 
         Shapes:
-            f_img [B, K, D], text [K, D], transfer [K, D] -> [B, K]
+            f_img [B, K, D], text [K, D], transfer ([K, D], [K] or None) -> [B, K]
         """
+        transfer, shift = transfer
         t = F.normalize(text, dim=-1, eps=DEFAULT_EPS)
         # <f, t> and <f, u> for every (image, label): one batched product over labels, [K, B, D] x
         # [K, D, 2] (4x faster on CPU than two "bkd,kd->bk" einsums, which copy f to that layout)
@@ -343,21 +390,42 @@ class IstModule(nn.Module):
         ft, fu = dots[..., 0], dots[..., 1]
         dot = ft + (transfer * t).sum(-1)  # <f + u, t>
         sq = torch.linalg.vector_norm(f_img, dim=-1).square() + 2 * fu + transfer.square().sum(-1)  # |f + u|^2
-        return self.logit_scale.exp() * dot / sq.clamp_min(0).sqrt().clamp_min(DEFAULT_EPS)
+        y = self.logit_scale.exp() * dot / sq.clamp_min(0).sqrt().clamp_min(DEFAULT_EPS)
+        return y if shift is None else y + shift.unsqueeze(0)
 
     def _prepare(
         self, text: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor
-    ) -> tuple[NeighbourTable, torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[NeighbourTable, torch.Tensor, tuple[torch.Tensor, torch.Tensor | None] | None]:
         """Once per call in image mode: the neighbour table, the text half of the input layer and,
-        when approximate, the no-evidence transfer [K, D]."""
+        when approximate, the no-evidence transfer ([K, D], [K] or None)."""
         n_labels, d = text.shape
-        table = neighbour_table(edge_index, edge_weight.to(text.dtype), n_labels)
-        # the first layer of FFN([f; t]) is W_f f + W_t t + bias: the text half is the same for every
-        # image, so it is computed once per call, not once per (image, category)
-        text_part = F.linear(text, self.in_proj[0].weight[:, d:], self.in_proj[0].bias)  # [K, D] -> [K, hidden]
+        table = self.table(edge_index, edge_weight.to(text.dtype), n_labels)
+        # the first layer of FFN([f; t; s]) is W_f f + W_t t + w_s s + bias: the text part is the
+        # same for every image, so it is computed once per call, not once per (image, category)
+        text_part = F.linear(text, self.in_proj[0].weight[:, d : 2 * d], self.in_proj[0].bias)  # [K, D] -> [K, hidden]
         if not 0 < self.top_m < n_labels:
             return table, text_part, None
         return table, text_part, self._no_evidence_cached(text, edge_index, edge_weight, text_part, table)
+
+    def _node_input(self, f: torch.Tensor, text: torch.Tensor, text_part: torch.Tensor) -> torch.Tensor:
+        """The first layer of FFN([f; t; s]) for per-image nodes: W_f f + (W_t t + b) (+ w_s cos(f, t)).
+
+        Shapes:
+            f [..., K, D] (or [V, D] with text, text_part gathered per node), text [K, D], text_part [K, hidden] -> [..., K, hidden]
+        """
+        d = text.shape[-1]
+        x = F.linear(f, self.in_proj[0].weight[:, :d]) + text_part
+        if self.evidence:
+            s = (f * F.normalize(text, dim=-1, eps=DEFAULT_EPS)).sum(-1) / torch.linalg.vector_norm(f, dim=-1).clamp_min(DEFAULT_EPS)  # cos(f, t)
+            x = x + s.unsqueeze(-1) * self.in_proj[0].weight[:, 2 * d]
+        return x
+
+    def _hide_evidence(self, f: torch.Tensor) -> torch.Tensor:
+        """Training with `evidence_dropout`: f with the nodes drawn hidden set to zero (no evidence)."""
+        if not (self.training and self.evidence_dropout > 0):
+            return f
+        hidden = torch.rand(f.shape[:-1], device=f.device) < self.evidence_dropout  # [..., K]
+        return f.masked_fill(hidden.unsqueeze(-1), 0.0)
 
     def propagated_mask(
         self, f_img: torch.Tensor, text: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor
@@ -380,18 +448,18 @@ class IstModule(nn.Module):
         n_labels, d = text.shape
         text = text.to(f_img.dtype)
         table, text_part, transfer0 = self._prepare(text, edge_index, edge_weight)
-        first, rest = self.in_proj[0], self.in_proj[1:]
+        rest = self.in_proj[1:]
         logits = []
         for start in range(0, f_img.shape[0], self.image_chunk):
-            f = f_img[start : start + self.image_chunk]  # [b, K, D]
+            f = self._hide_evidence(f_img[start : start + self.image_chunk])  # [b, K, D]
             if transfer0 is not None:
                 logits.append(self._forward_subgraph(f, text, text_part, table, edge_index, transfer0))
                 continue
             b = f.shape[0]
-            x = F.linear(f, first.weight[:, :d]) + text_part.unsqueeze(0).expand(b, -1, -1)  # [b, K, hidden]
+            x = self._node_input(f, text, text_part.unsqueeze(0).expand(b, -1, -1))  # [b, K, hidden]
             h = rest(x).reshape(b * n_labels, self.hidden)  # [b, K, hidden] -> [b*K, hidden]
             h = self._propagate(h, table.batched(b, n_labels)).reshape(b, n_labels, self.hidden)
-            logits.append(self.score(f + self.out_proj(h), text))  # [b, K]
+            logits.append(self.score(f + self.out_proj(h), text) + self.shift(h))  # [b, K]
         return torch.cat(logits, 0)
 
     def _forward_subgraph(
@@ -401,12 +469,12 @@ class IstModule(nn.Module):
         text_part: torch.Tensor,
         table: NeighbourTable,
         edge_index: torch.Tensor,
-        transfer0: torch.Tensor,
+        transfer0: tuple[torch.Tensor, torch.Tensor | None],
     ) -> torch.Tensor:
         """Approximate image mode for one chunk: the GAT over each image's propagated nodes only.
 
         Shapes:
-            f [b, K, D], text [K, D], text_part [K, hidden], transfer0 [K, D] -> logits [b, K]
+            f [b, K, D], text [K, D], text_part [K, hidden], transfer0 ([K, D], [K] or None) -> logits [b, K]
         """
         b, n_labels, d = f.shape
         # every label starts from the score it gets without image evidence in the graph; the best
@@ -421,16 +489,17 @@ class IstModule(nn.Module):
             sub = table.rows(label)
             neighbours = local[sub.index + (nodes - label).unsqueeze(1)]  # [V, S]: same image, subgraph rows
             sub = NeighbourTable(neighbours.clamp_min(0), sub.weight, sub.mask & (neighbours >= 0))
-        first, rest = self.in_proj[0], self.in_proj[1:]
         f_sel = take_rows(f.reshape(b * n_labels, d), nodes)  # [V, D]
-        h = rest(F.linear(f_sel, first.weight[:, :d]) + take_rows(text_part, label))  # [V, hidden]
+        t_sel = take_rows(text, label)  # [V, D]
+        h = self.in_proj[1:](self._node_input(f_sel, t_sel, take_rows(text_part, label)))  # [V, hidden]
         h = self._propagate(h, sub)
         out = F.normalize(f_sel + self.out_proj(h), dim=-1, eps=DEFAULT_EPS)
-        y = self.logit_scale.exp() * (out * F.normalize(take_rows(text, label), dim=-1, eps=DEFAULT_EPS)).sum(-1)  # [V]
+        y = self.logit_scale.exp() * (out * F.normalize(t_sel, dim=-1, eps=DEFAULT_EPS)).sum(-1) + self.shift(h)  # [V]
         return fallback.reshape(-1).index_put((nodes,), y).reshape(b, n_labels)
 
     def extra_repr(self) -> str:
         return (
             f"embed_dim={self.embed_dim}, hidden={self.hidden}, heads={self.heads}, layers={len(self.convs)}, "
-            f"mode={self.mode}, top_m={self.top_m}"
+            f"mode={self.mode}, top_m={self.top_m}, evidence={self.evidence}, self_loops={self.self_loops}, "
+            f"evidence_dropout={self.evidence_dropout}"
         )

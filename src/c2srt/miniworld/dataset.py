@@ -21,7 +21,8 @@ from .world import DEFAULT_IMAGE_SIZE, DEFAULT_SIZES, MiniWorld
 _logger = logging.getLogger(__name__)
 
 CACHE_ENTRIES = 8  # generated splits kept in memory (a 2000-scene 64 px split is 25 MB)
-DATASET_SPLITS = ("train", "test")  # the web photos and the "val" scenes are not a dataset split
+DATASET_SPLITS = ("train", "test")  # the library's splits; the web photos are no dataset split
+TEST_SCENES = ("test", "val")  # what the "test" split reads: the benchmark's test scenes, or the val scenes settings are chosen on
 
 
 @lru_cache(maxsize=CACHE_ENTRIES)
@@ -44,6 +45,8 @@ class MiniWorldDataset(torch.utils.data.Dataset):
         transform: PIL image -> float tensor [3, H, W]; None gives the image as floats in [0, 1].
         image_size: generated image side in px.
         n_train, n_test: default sizes of the splits.
+        test_split: the scenes the "test" split reads: "test" (the benchmark's) or "val" (scenes
+            drawn for choosing settings, so that a choice never sees a test scene; docs/MINIWORLD.md).
 
     Shapes:
         sample["image"]: [3, H, W] float; sample["target"]: [K] long in {+1, -1}; K labels, seen
@@ -60,18 +63,22 @@ class MiniWorldDataset(torch.utils.data.Dataset):
         image_size: int = DEFAULT_IMAGE_SIZE,
         n_train: int = DEFAULT_SIZES["train"],
         n_test: int = DEFAULT_SIZES["test"],
+        test_split: str = "test",
     ) -> None:
         if split not in DATASET_SPLITS:
             raise ValueError(f"miniworld: unknown split {split!r}; valid splits: {', '.join(DATASET_SPLITS)}")
+        if test_split not in TEST_SCENES:
+            raise ValueError(f"miniworld: data.options.test_split must be one of {', '.join(TEST_SCENES)}, got {test_split!r}")
         size = {"train": n_train, "test": n_test}[split] if n is None else n
         if size < 1:
             raise ValueError(f"miniworld: the {split} split needs at least one scene, got n={size}")
         self.split = split
+        self.scenes = test_split if split == "test" else split  # the world's stream the scenes come from
         self.seed = int(seed)
         self.transform = transform
         self.world = MiniWorld(self.seed, image_size)
         t0 = perf_counter()
-        self.images, self.labels, self.areas = _cached_split(self.seed, int(image_size), split, int(size))
+        self.images, self.labels, self.areas = _cached_split(self.seed, int(image_size), self.scenes, int(size))
         _logger.debug("miniworld %s: %d scenes ready in %.2f s", split, size, perf_counter() - t0)
 
     @property
@@ -105,7 +112,7 @@ class MiniWorldDataset(torch.utils.data.Dataset):
 
     def image_path(self, i: int) -> str:
         """A synthetic id: the scenes live in memory, not on disk."""
-        return f"miniworld:{self.split}:{self._check(i)}"
+        return f"miniworld:{self.scenes}:{self._check(i)}"
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         i = self._check(int(i))
@@ -116,7 +123,7 @@ class MiniWorldDataset(torch.utils.data.Dataset):
         return {"image": image, "target": torch.tensor(self.labels[i], dtype=torch.long), "index": i}
 
     def __repr__(self) -> str:
-        return f"MiniWorldDataset(split={self.split!r}, n={len(self)}, seed={self.seed}, labels={len(self.label_names)})"
+        return f"MiniWorldDataset(split={self.split!r}, scenes={self.scenes!r}, n={len(self)}, seed={self.seed}, labels={len(self.label_names)})"
 
 
 register_dataset("miniworld")(MiniWorldDataset)
