@@ -87,7 +87,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     print()
     print(report["table"])
-    print(f"\nresults: {Path(args.output_dir) / 'results.json'} (world report: world.json); total {report['timings_s']['total_s']:.0f} s")
+    machine = report["machine"]
+    print(
+        f"\nresults: {Path(args.output_dir) / 'results.json'} (world report: world.json); total {report['timings_s']['total_s']:.0f} s "
+        f"on a CPU doing {machine['cpu_gflops']:.0f} GFLOP/s (fp32 matrix products, {machine['threads']} threads)"
+    )
     return 0
 
 
@@ -300,7 +304,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="cache of the pretrained mini-world CLIP and the LLM")
     p.add_argument("--graph-source", choices=("llm", "embedding"), default=None, help="category graph source")
     p.add_argument("--pretrain", action="store_true", help="rebuild the CLIP stand-in instead of using the shipped weights")
-    p.add_argument("--controls", action="store_true", help="also run the control rows: the IST rows on a graph without edges")
+    p.add_argument("--controls", action="store_true", help="also run the control rows that split IST's gain: its scoring rule alone, no edges, random edges, the oracle's edges")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", help="fine-tune C2SRT or MKT as a YAML config says")

@@ -9,6 +9,7 @@ row on the benchmark scenes, the tables, results.json and the pictures.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -115,28 +116,82 @@ def test_row_configs_cover_every_row_with_its_own_folder(tmp_path):
     assert later.train.val_every == 0 and later.train.epochs == full.train.epochs  # no curves, same training
 
 
-def test_controls_are_the_ist_rows_on_a_graph_without_edges(tmp_path):
-
+def test_each_control_row_changes_one_thing_and_each_part_pairs_existing_rows(tmp_path):
+    """A control is a main row with its graph swapped (edges: none / random / oracle) or, for the
+    scoring control, the reference with `model.head.scoring: cosine`; parts name rows that exist."""
     spec = demo.load_demo_spec()
-    variants = {r["name"]: r for r in spec["variants"]}
-    assert spec["controls"], "demo.yaml lists no control rows"
+    rows = {r["name"]: r for r in spec["zero_shot"] + spec["variants"] + spec["controls"]}
+
+    def cfg(name):
+        return demo.row_config(spec, rows[name], tmp_path, quick=False, seed=0, pretrained="w", graph_path="g.json")
+
+    twins = {"none": ", no edges", "random": ", random graph", "oracle": ", oracle graph (upper bound)"}
     for row in spec["controls"]:
-        assert row["edges"] == "none"
-        twin = variants[row["name"].removesuffix(", no edges")]  # the same row, with the graph's edges
-        cfg = demo.row_config(spec, row, tmp_path, quick=False, seed=0, pretrained="w", graph_path="g.json")
-        ref = demo.row_config(spec, twin, tmp_path, quick=False, seed=0, pretrained="w", graph_path="g.json")
-        assert cfg.model == ref.model and cfg.train == ref.train and cfg.output_dir != ref.output_dir
+        if "edges" in row:
+            twin = row["name"].removesuffix(twins[row["edges"]])
+            assert cfg(row["name"]).model == cfg(twin).model and cfg(row["name"]).train == cfg(twin).train
+        else:
+            ref = cfg(spec["reference"])
+            assert cfg(row["name"]).model.head.scoring == "cosine"
+            assert dataclasses.replace(cfg(row["name"]).model, head=ref.model.head) == ref.model
+            assert dataclasses.replace(cfg(row["name"]).model.head, scoring="fused") == ref.model.head
+    assert {r.get("edges") for r in spec["controls"]} >= {"none", "random", "oracle"}
+    for part in spec["parts"]:
+        assert part["row"] in rows and part["against"] in rows, part
+
+
+def test_control_graphs_for_every_kind_and_seed(tmp_path):
+    from c2srt.graph import CategoryGraph
+    from c2srt.miniworld.report import world_cooccurrence
+    from c2srt.miniworld.world import MiniWorld
+
+    world = MiniWorld(0)
+    names, seen = world.label_names, world.seen_names
+    library = CategoryGraph(names, {"fish": [("duck", 0.6)], "car": [("boat", 0.5)], "bus": [("car", 0.7)]}, seen=seen)
+    path = tmp_path / "g.json"
+    library.save(path)
+    paths = demo.control_graphs(library, path, world, {None, "none", "random", "oracle"}, [0, 1], tmp_path, max_neighbors=3)
+    assert paths[None, 1] == str(path) and CategoryGraph.load(paths["none", 0]).num_edges == 0
+    r0, r1 = CategoryGraph.load(paths["random", 0]), CategoryGraph.load(paths["random", 1])
+    assert r0.num_edges == r1.num_edges == 3 and r0.to_dict()["neighbors"] != r1.to_dict()["neighbors"]
+    oracle = CategoryGraph.load(paths["oracle", 0])
+    stats = world_cooccurrence(world)
+    truth = stats.true_edges()
+    index = {n: i for i, n in enumerate(names)}
+    assert oracle.num_edges > 20 and all(len(oracle.neighbors(c)) <= 3 for c in names)
+    assert all(truth[index[n], index[c]] for c in names for n, _ in oracle.neighbors(c))  # true edges only
+    assert ("water", 1.0) in oracle.neighbors("fish")  # fish lives on water: P(water | fish) = 1
+    with pytest.raises(ValueError, match="unknown row edges"):
+        demo.control_graphs(library, path, world, {"bogus"}, [0], tmp_path, max_neighbors=3)
+
+
+def test_parts_are_paired_differences_of_their_rows():
+    unseen = ["a", "b"]
+    groups = {"small": ["a"], "large": ["b"], "correlated": ["a"], "uncorrelated": ["b"]}
+
+    def result(v: float, ap: list[float]) -> dict:
+        return {**{c: v for c in demo.COLUMNS}, "zsl_ap": ap}
+
+    per_seed = {"ref": [result(0.5, [0.1, 0.2]), result(0.6, [0.2, 0.2])], "x": [result(0.55, [0.3, 0.2]), result(0.62, [0.3, 0.1])]}
+    parts = [{"part": "the x part", "row": "x", "against": "ref"}, {"part": "missing", "row": "nope", "against": "ref"}]
+    s = demo.summarise(per_seed, reference="ref", unseen_names=unseen, groups=groups, parts=parts)
+    assert list(s["parts"]) == ["the x part"]  # a part whose rows did not run is left out
+    x = s["parts"]["the x part"]
+    assert x["zsl/mAP"]["mean"] == pytest.approx(0.035) and x["correlated"]["mean"] == pytest.approx(0.15)
+    assert x["uncorrelated"]["mean"] == pytest.approx(-0.05)
+    table = demo.format_tables(s, reference="ref", groups=groups, seeds=[0, 1])
+    assert "| the x part | x − ref | +3.5 ± " in table
 
 
 # --- end to end --------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_demo_quick_end_to_end(tmp_path, capsys):
     out, cache = tmp_path / "demo", tmp_path / "cache"
-    rc = main(["demo", "--quick", "--output-dir", str(out), "--cache-dir", str(cache), "--graph-source", "embedding"])
+    rc = main(["demo", "--quick", "--controls", "--output-dir", str(out), "--cache-dir", str(cache), "--graph-source", "embedding"])
     assert rc == 0
     printed = capsys.readouterr().out.splitlines()
     spec = demo.load_demo_spec()
-    rows = [r["name"] for r in spec["zero_shot"] + spec["variants"]]
+    rows = [r["name"] for r in spec["zero_shot"] + spec["variants"] + spec["controls"]]
     progress = [line for line in printed if line.startswith("[")]
     assert len(progress) == len(rows) and all(f"] {name} (seed 0)" in line for line, name in zip(progress, rows))
     header = next(line for line in printed if line.startswith("| method |"))
@@ -152,6 +207,9 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
         assert len(report["per_seed"][name][0]["zsl_ap"]) == len(report["unseen"])
     assert report["graph_source"] == "embedding"
     assert (out / "results.md").read_text().startswith("Mini-world ablation")
+    assert "What each part of IST adds" not in (out / "results.md").read_text()  # one seed: no paired interval
+    assert report["machine"]["cpu_gflops"] > 0 and "GFLOP/s" in printed[-1]
+    assert {"graph-no-edges.json", "graph-oracle.json", "graph-random-seed0.json"} <= {p.name for p in out.iterdir()}
     world = json.loads((out / "world.json").read_text())
     assert {r["label"] for r in world["labels"]} >= set(report["unseen"])
     assert report["full_model"].endswith("c2srt_full/seed0/model.safetensors") and (out / "c2srt_full/seed0/model.safetensors").is_file()

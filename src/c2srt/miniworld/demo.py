@@ -2,11 +2,12 @@
 
 One run: the shipped (or cached, or rebuilt) CLIP stand-in and category graph, the world report,
 then per seed two zero-shot rows and six fine-tuned rows (seen labels only; `controls` adds the
-IST rows on a graph without edges), each scored on the test scenes in two passes: ZSL over the
-unseen labels alone, GZSL over all labels. Over several
-seeds every figure gets a mean and a 95 % t-interval, every row a paired difference against the
-reference row (MKT + distill), and ZSL mAP a breakdown by label group (small / large, correlated /
-uncorrelated: docs/MINIWORLD.md). No printing here: the caller gets one progress message per row
+rows that split IST's gain into its parts: its scoring rule alone, no edges, random edges, the
+oracle's edges), each scored on the test scenes in two passes: ZSL over the unseen labels alone,
+GZSL over all labels. Over several seeds every figure gets a mean and a 95 % t-interval, every row
+a paired difference against the reference row (MKT + distill), each of demo.yaml's `parts` a
+paired difference between its two rows, and ZSL mAP a breakdown by label group (small / large,
+correlated / uncorrelated: docs/MINIWORLD.md). No printing here: the caller gets one progress message per row
 through `on_progress` and the report (tables included) as the return value.
 """
 
@@ -199,12 +200,31 @@ def group_map(zsl_ap: list[float], unseen_names: list[str], members: list[str]) 
     return float(np.mean([zsl_ap[i] for i in idx])) if idx else float("nan")
 
 
-def summarise(per_seed: dict[str, list[dict[str, Any]]], *, reference: str, unseen_names: list[str], groups: dict[str, list[str]]) -> dict[str, Any]:
-    """Means and intervals per row and figure, paired differences against `reference`, the breakdown."""
-    out: dict[str, Any] = {"rows": {}, "paired": {}, "breakdown": {}, "paired_breakdown": {}}
+def summarise(
+    per_seed: dict[str, list[dict[str, Any]]],
+    *,
+    reference: str,
+    unseen_names: list[str],
+    groups: dict[str, list[str]],
+    parts: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """Means and intervals per row and figure, paired differences against `reference`, the
+    breakdown, and each part of `parts` ({part, row, against}) as a paired difference of its rows."""
+    out: dict[str, Any] = {"rows": {}, "paired": {}, "breakdown": {}, "paired_breakdown": {}, "parts": {}}
 
     def breakdown(result: dict[str, Any]) -> dict[str, float]:
         return {g: group_map(result["zsl_ap"], unseen_names, groups[g]) for g in GROUPS}
+
+    def paired(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any]:
+        figures = {c: dict(zip(("mean", "ci95"), interval([r[c] - q[c] for r, q in zip(a, b)]))) for c in PAIRED_COLUMNS}
+        pa, pb = [breakdown(r) for r in a], [breakdown(r) for r in b]
+        figures.update({g: dict(zip(("mean", "ci95"), interval([x[g] - y[g] for x, y in zip(pa, pb)]))) for g in GROUPS})
+        return figures
+
+    for part in parts or []:
+        a, b = per_seed.get(part["row"], []), per_seed.get(part["against"], [])
+        if len(a) == len(b) >= 2:  # as the paired table: one seed gives no interval
+            out["parts"][part["part"]] = {"row": part["row"], "against": part["against"], **paired(a, b)}
 
     ref = per_seed.get(reference, [])
     for name, results in per_seed.items():
@@ -249,12 +269,34 @@ def format_tables(summary: dict[str, Any], *, reference: str, groups: dict[str, 
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if summary["paired_breakdown"]:
         lines += ["", f"(in brackets: the paired difference against {reference})"]
+    if summary.get("parts"):
+        lines += ["", "What each part of IST adds (paired difference between two rows that differ in that part alone):", ""]
+        cols = [*PAIRED_COLUMNS, *GROUPS]
+        lines += ["| part | row − against | " + " | ".join(("Δ " + _title(c)) if "/" in c else f"Δ {c}" for c in cols) + " |", "|" + "---|" * (len(cols) + 2)]
+        for name, part in summary["parts"].items():
+            lines.append(f"| {name} | {part['row']} − {part['against']} | " + " | ".join(_cell(part[c], signed=True) for c in cols) + " |")
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------------------------
+SPEED_SIZE = 512  # the speed probe: fp32 matrix products of this side ...
+SPEED_REPEATS = 40  # ... this many, after one warm-up
+
+
+def cpu_speed() -> float:
+    """This machine's fp32 matrix-product speed in GFLOP/s with torch's thread count: printed beside
+    the demo's timings, so that a reader can scale them to another machine (machines of one kind
+    differ several-fold)."""
+    a = torch.randn(SPEED_SIZE, SPEED_SIZE, generator=torch.Generator().manual_seed(0))
+    a @ a  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(SPEED_REPEATS):
+        a @ a
+    return 2 * SPEED_SIZE**3 * SPEED_REPEATS / (time.perf_counter() - t0) / 1e9
+
+
 @contextlib.contextmanager
 def quiet() -> Iterator[None]:
     """Keep each fine-tuning run's own lines (its run summary, a validation line per epoch) and
@@ -317,6 +359,7 @@ def run_demo(
     output_dir.mkdir(parents=True, exist_ok=True)
     spec = load_demo_spec()
     timings: dict[str, float] = {}
+    speed = {"cpu_gflops": round(cpu_speed(), 1), "threads": torch.get_num_threads()}
     with quiet():
         world = MiniWorld(seed=0)
         t0 = time.time()
@@ -340,12 +383,8 @@ def run_demo(
         timings["graph_s"] = time.time() - t0
 
         rows = [*spec["zero_shot"], *spec["variants"], *(spec.get("controls", []) if controls else [])]
-        graph_paths = {None: str(graph_path)}
-        if any(row.get("edges") == "none" for row in rows):
-            from ..graph.controls import edgeless
-
-            graph_paths["none"] = str(output_dir / "graph-no-edges.json")
-            edgeless(graph).save(graph_paths["none"])
+        kinds = {row.get("edges") for row in rows}
+        graph_paths = control_graphs(graph, graph_path, world, kinds, seeds, output_dir, max_neighbors=graph_cfg.max_neighbors)
         per_seed: dict[str, list[dict[str, Any]]] = {r["name"]: [] for r in rows}
         curves: dict[str, Path] = {}
         full_model: Path | None = None
@@ -355,7 +394,7 @@ def run_demo(
             for row in rows:
                 t0 = time.time()
                 cfg = row_config(
-                    spec, row, output_dir, quick=quick, seed=seed, pretrained=str(ckpt), graph_path=graph_paths[row.get("edges")], curves=seed == seeds[0]
+                    spec, row, output_dir, quick=quick, seed=seed, pretrained=str(ckpt), graph_path=graph_paths[row.get("edges"), seed], curves=seed == seeds[0]
                 )  # fmt: skip
                 if row in spec["zero_shot"]:
                     model = create_model(dataclasses.replace(cfg.model, distill=False), teacher=False)
@@ -378,7 +417,7 @@ def run_demo(
                 say(f"[{done}/{total}] {row['name']} (seed {seed}): ZSL mAP {100 * result['zsl/mAP']:.1f}, GZSL mAP {100 * result['gzsl/mAP']:.1f}, ZSL F1@3 {100 * result['zsl/F1@3']:.1f} ({seconds:.0f} s)")
 
         unseen_names = list(world.unseen_names)
-        summary = summarise(per_seed, reference=spec["reference"], unseen_names=unseen_names, groups=groups)
+        summary = summarise(per_seed, reference=spec["reference"], unseen_names=unseen_names, groups=groups, parts=spec.get("parts"))
         table = format_tables(summary, reference=spec["reference"], groups=groups, seeds=seeds)
         timings["total_s"] = time.time() - t_start
         result = {
@@ -395,11 +434,41 @@ def run_demo(
             "per_seed": per_seed,
             "full_model": str(full_model) if full_model else None,
             "timings_s": {k: round(v, 1) for k, v in timings.items()},
+            "machine": speed,
         }
         write_json(output_dir / "results.json", result)
-        atomic_write_text(output_dir / "results.md", table + "\n")
+        footer = f"\nTotal {timings['total_s']:.0f} s on a CPU doing {speed['cpu_gflops']:.0f} GFLOP/s (fp32 matrix products, {speed['threads']} threads)."
+        atomic_write_text(output_dir / "results.md", table + "\n" + footer + "\n")
         _pictures(output_dir, curves, full_model, graph)
     return result
+
+
+EDGE_KINDS = (None, "none", "random", "oracle")  # a row's `edges`: the library's graph, none, random like it, the oracle's
+
+
+def control_graphs(
+    graph: Any, graph_path: Path, world: Any, kinds: set[str | None], seeds: list[int], output_dir: Path, *, max_neighbors: int
+) -> dict[tuple[str | None, int], str]:
+    """The graph file of every (row `edges`, seed): the library's graph, or a control built from it
+    (`c2srt.graph.controls`; random edges drawn again per seed) or from the world (the oracle, with
+    at most `max_neighbors` in-edges per label, as the library's graph)."""
+    from ..graph.controls import edgeless, random_like
+    from .report import oracle_graph
+
+    unknown = sorted(str(k) for k in kinds if k not in EDGE_KINDS)
+    if unknown:
+        raise ValueError(f"demo.yaml: unknown row edges {', '.join(unknown)}; valid: {', '.join(str(k) for k in EDGE_KINDS)}")
+    paths: dict[tuple[str | None, int], str] = {(None, s): str(graph_path) for s in seeds}
+    if "none" in kinds:
+        edgeless(graph).save(output_dir / "graph-no-edges.json")
+        paths.update({("none", s): str(output_dir / "graph-no-edges.json") for s in seeds})
+    if "oracle" in kinds:
+        oracle_graph(world, max_neighbors=max_neighbors).save(output_dir / "graph-oracle.json")
+        paths.update({("oracle", s): str(output_dir / "graph-oracle.json") for s in seeds})
+    for s in seeds if "random" in kinds else []:
+        random_like(graph, seed=s).save(output_dir / f"graph-random-seed{s}.json")
+        paths["random", s] = str(output_dir / f"graph-random-seed{s}.json")
+    return paths
 
 
 def _groups(report: dict[str, Any]) -> dict[str, list[str]]:
