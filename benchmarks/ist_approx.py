@@ -173,7 +173,7 @@ def checkpoint_table(args: argparse.Namespace, checkpoint: Path, device: torch.d
     from c2srt.checkpoint import load_checkpoint
     from c2srt.config import load_config
     from c2srt.data.base import build_dataset
-    from c2srt.data.transforms import eval_transform
+    from c2srt.model import eval_transform
     from c2srt.evaluate import BlockwiseEvaluator
     from c2srt.graph import CategoryGraph
 

@@ -248,7 +248,7 @@ def test_c2srt_eval_scores_zsl_as_a_pass_over_the_unseen_vocabulary(tmp_path: Pa
     from c2srt.cli import main
     from c2srt.config import Cfg, DataCfg, EvalCfg, HeadCfg, ModelCfg
     from c2srt.data import build_dataset
-    from c2srt.data.transforms import eval_transform
+    from c2srt.model import eval_transform
     from c2srt.model import create_model
 
     seen = ["person", "bus", "dog", "cat", "car", "tie"]

@@ -229,7 +229,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    from .data.check import check_dataset
+    from .data import check_dataset
 
     if args.config_file is not None:
         if _OVERRIDE.match(args.config_file):  # with --config, the first override lands here
@@ -281,7 +281,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------- parser
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
 
     parser = argparse.ArgumentParser(
         prog="c2srt",

@@ -10,20 +10,25 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from .backbone import ClipBackbone, create_clip
-from .config import ModelCfg
-from .data.transforms import normalization
-from .heads.base import HeadOutput, build_head, fuse_block
+from .config import DataCfg, ModelCfg
+from .data.transforms import build_transform, normalization
+from .heads import HeadOutput, build_head, fuse_block
+from .heads.ist import IstModule
 from .registry import drop_none
 from .text import LabelEncoder
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from .graph import CategoryGraph
+
+Transform = Callable[["Image.Image"], torch.Tensor]
 
 _logger = logging.getLogger(__name__)
 
@@ -237,6 +242,9 @@ def create_model(
         teacher: build the frozen teacher copy (default: when `cfg.distill`); inference needs none.
         **overrides: top-level `ModelCfg` fields; `None` values are dropped.
 
+    `cfg.init_from` (the weights a run starts from) is not read here: the code that builds a run
+    loads it (`checkpoint.load_init_weights`), so building a model never reads a checkpoint.
+
     Example:
         >>> model = create_model("test-tiny", pretrained=None)
         >>> model(torch.randn(2, 3, 32, 32), ["dog", "cat"]).logits.shape
@@ -270,8 +278,6 @@ def create_model(
     head = build_head(cfg.head, backbone.embed_dim)
     ist = None
     if cfg.ist.mode != "off":
-        from .heads.ist import IstModule
-
         ist = IstModule(
             backbone.embed_dim,
             hidden=cfg.ist.hidden,
@@ -286,8 +292,40 @@ def create_model(
     model = C2SRT(
         backbone, label_encoder, head, ist, cfg, image_size=bundle.image_size, mean=mean, std=std, crop_pct=cfg.crop_pct
     )
-    if cfg.init_from:
-        from .checkpoint import load_init_weights
-
-        load_init_weights(model, cfg.init_from)
     return model.to(device)
+
+
+# ------------------------------------------------------------------------------ transforms
+def eval_transform(model: C2SRT) -> Transform:
+    """The evaluation pipeline a model expects: its image size, crop fraction and pixel statistics."""
+    return build_transform(model.image_size, model.mean, model.std, train=False, crop_pct=model.crop_pct)
+
+
+def train_transform(model: C2SRT, data: DataCfg) -> Transform:
+    """The training pipeline of `data` (`DataCfg`) at the model's image size and statistics."""
+    return build_transform(
+        model.image_size,
+        model.mean,
+        model.std,
+        train=True,
+        rand_augment=data.rand_augment,
+        pipeline=data.train_transform,
+        crop_scale=data.crop_scale,
+        auto_augment=data.auto_augment,
+    )
+
+
+def create_model_and_transforms(
+    cfg_or_name: ModelCfg | str, data: DataCfg | None = None, **kwargs: Any
+) -> tuple[C2SRT, Transform, Transform]:
+    """`create_model` with the image pipelines that go with the model (open_clip's function of the same name).
+
+    Args:
+        cfg_or_name, **kwargs: as `create_model`.
+        data: the `DataCfg` whose training pipeline to build (default: `DataCfg()`'s).
+
+    Returns:
+        (model, training transform, evaluation transform); data code then never needs the model.
+    """
+    model = create_model(cfg_or_name, **kwargs)
+    return model, train_transform(model, data if data is not None else DataCfg()), eval_transform(model)

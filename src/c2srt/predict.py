@@ -129,7 +129,8 @@ class Recognizer:
         graph: "CategoryGraph | None" = None,
         device: str | torch.device = "cpu",
     ) -> None:
-        from .data.transforms import eval_resize, eval_transform
+        from .data.transforms import eval_resize
+        from .model import eval_transform
 
         self.model = model.to(device).eval()
         self.device = torch.device(device)

@@ -36,10 +36,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .config import Cfg, config_from_dict, config_to_dict, dump_config
 from .data.base import SKIPPED_KEY, build_dataset, collate_samples
-from .data.transforms import eval_transform, train_transform
 from .evaluate import BlockwiseEvaluator, block_columns, format_table
 from .losses import distillation_loss, ranking_loss
-from .model import C2SRT, LabelSet, create_model
+from .model import C2SRT, LabelSet, Transform, create_model, create_model_and_transforms, eval_transform
 from .optim import optimizer_param_groups, warmup_cosine_scheduler
 
 _logger = logging.getLogger(__name__)
@@ -113,21 +112,28 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 # ------------------------------------------------------------------------------ data module
 class C2SRTDataModule(L.LightningDataModule):
-    """Datasets from `DataCfg` through the registry; deterministic order and augmentation."""
+    """Datasets from `DataCfg` through the registry; deterministic order and augmentation.
 
-    def __init__(self, cfg: Cfg, model: C2SRT) -> None:
+    The transforms come with the model (`create_model_and_transforms`): its image size, crop and
+    pixel statistics decide them, and the data module never sees the model.
+    """
+
+    def __init__(self, cfg: Cfg, *, train_transform: Transform | None = None, eval_transform: Transform) -> None:
         super().__init__()
         self.cfg = cfg
-        self.model = model  # its image size, crop and pixel statistics decide the transforms
+        self.train_transform = train_transform
+        self.eval_transform = eval_transform
         self.train_set: Dataset | None = None
         self.test_set: Dataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
         d = self.cfg.data
         if stage in (None, "fit") and self.train_set is None:
-            self.train_set = build_dataset(d, "train", train_transform(self.model, d))
+            if self.train_transform is None:
+                raise ValueError("training needs the training transform (create_model_and_transforms)")
+            self.train_set = build_dataset(d, "train", self.train_transform)
         if self.test_set is None:
-            self.test_set = build_dataset(d, "test", eval_transform(self.model))
+            self.test_set = build_dataset(d, "test", self.eval_transform)
 
     def _loader(self, dataset: Dataset, *, train: bool, batch_size: int) -> DataLoader:
         wrapped = _EpochSeeded(dataset, self.cfg.seed)
@@ -353,7 +359,7 @@ def environment() -> dict[str, Any]:
     import lightning
     import open_clip
 
-    from . import __version__
+    from .version import __version__
 
     return {
         "c2srt": __version__,
@@ -709,8 +715,12 @@ def fit(cfg: Cfg, *, resume: bool = False, progress: bool = True, **trainer_kwar
     if trainer.is_global_zero:
         write_run_files(cfg, out)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    model = create_model(cfg.model)
-    dm = C2SRTDataModule(cfg, model)
+    model, train_tf, eval_tf = create_model_and_transforms(cfg.model, cfg.data)
+    if cfg.model.init_from:  # the weights the run starts from: read here, never by the model factory
+        from .checkpoint import load_init_weights
+
+        load_init_weights(model, cfg.model.init_from)
+    dm = C2SRTDataModule(cfg, train_transform=train_tf, eval_transform=eval_tf)
     dm.setup("fit")
     names, seen, _ = _masks(dm.train_set)
     seen_names = [n for n, s in zip(names, seen) if s]
@@ -760,7 +770,7 @@ def evaluate_checkpoint(
     model, info = load_checkpoint(checkpoint)
     cfg = dataclasses.replace(cfg or info.cfg, model=info.cfg.model)  # data/eval may differ; the model may not
     out = Path(output_dir or Path(checkpoint).parent)
-    dm = C2SRTDataModule(cfg, model)
+    dm = C2SRTDataModule(cfg, eval_transform=eval_transform(model))
     dm.setup("test")
     names, seen, _ = _masks(dm.test_set)
     graph = None

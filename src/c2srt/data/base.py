@@ -18,6 +18,7 @@ can count it.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import os
@@ -31,7 +32,8 @@ from PIL import Image
 
 from ..constants import IGNORE_LABEL, NEGATIVE, POSITIVE
 from ..images import ImageReadError, open_rgb
-from ..registry import Registry
+from ..registry import DATASETS
+from .check import check_image_files
 
 if TYPE_CHECKING:
     from ..config import DataCfg
@@ -365,8 +367,6 @@ def unreadable_images(
     progress: bool = True,
 ) -> list[tuple[int, DataProblem]]:
     """(row, problem) for every listed image that cannot be decoded (see `data/check.py`; cached)."""
-    from .check import check_image_files
-
     rows = list(rows)
     reasons = check_image_files([paths[i] for i in rows], workers=workers, progress=progress)
     return [
@@ -390,8 +390,6 @@ def check_images(
     Returns:
         One `DataProblem` (file and reason) per unreadable image; empty when all are fine.
     """
-    from .check import check_image_files
-
     paths = [str(dataset.image_path(i)) for i in range(len(dataset))]
     reasons = check_image_files(paths, workers=workers, progress=progress, cache=cache)
     return [DataProblem(p, None, r) for p, r in zip(paths, reasons) if r is not None]
@@ -509,9 +507,8 @@ def read_lines(path: str | os.PathLike[str], what: str = "file") -> Iterator[tup
 
 
 # ----------------------------------------------------------------------------------- registry
-DATASETS: Registry[Callable[..., Any]] = Registry("dataset")
-
-# Readers register themselves when their module is imported; `c2srt.data` imports them all.
+# `DATASETS` (c2srt.registry): readers register themselves when their module is imported, and
+# `c2srt.data` imports them all; an application's dataset is a lazy entry (`Registry.add_lazy`).
 _PIPELINE_ARGS = ("split", "transform")  # given by the caller of build_dataset
 _CFG_FLAGS = ("skip_bad", "check_images")  # DataCfg switches passed to the readers that take them
 _CFG_ARGS = ("root", *_CFG_FLAGS)  # given from DataCfg fields, not from options
@@ -577,3 +574,28 @@ def build_dataset(cfg: DataCfg, split: str, transform: Transform | None = None) 
         if key in params:
             kwargs[key] = getattr(cfg, key)
     return factory(split, **kwargs)
+
+
+def check_dataset(cfg: Any, split: str) -> tuple[int | None, list[Any]]:
+    """Read a split of `cfg.data` with every image decoded once; return (images, problems).
+
+    The problems are those a training run would stop on (listing faults, missing and unreadable
+    images, each with its file, line and reason), all of them, whatever `data.skip_bad` says.
+
+    Args:
+        cfg: a `Cfg` (its `data` section is used).
+        split: "train" or "test".
+
+    Returns:
+        (number of images, []) when the split is clean, else (None, the `DataProblem`s).
+
+    Raises:
+        ValueError, FileNotFoundError: faults that stop reading altogether (a missing label file,
+            an unknown dataset name), as `build_dataset` raises them.
+    """
+    data = dataclasses.replace(cfg.data, skip_bad=False, check_images=True)
+    try:
+        dataset = build_dataset(data, split, None)
+    except DataError as e:
+        return None, list(e.problems)
+    return len(dataset), []

@@ -162,7 +162,7 @@ def evaluate_row(model: Any, cfg: Cfg, *, graph: Any = None, zero_shot: bool = F
         Fractions: `zsl/mAP`, `zsl/F1@3`, ..., `gzsl/...`, and `zsl_ap` (one AP per unseen label).
     """
     from ..data.base import build_dataset
-    from ..data.transforms import eval_transform
+    from ..model import eval_transform
     from ..evaluate import BlockwiseEvaluator
     from ..metrics import average_precision
     from ..model import LabelSet
@@ -450,7 +450,7 @@ def region_pictures(model_path: Path, out_dir: Path, *, n_images: int = PICTURE_
     """Per-label selected patches of a fine-tuned model on a few test scenes, one PNG per scene."""
     from ..checkpoint import load_checkpoint
     from ..data.base import build_dataset
-    from ..data.transforms import eval_transform
+    from ..model import eval_transform
     from ..graph import CategoryGraph
     from ..viz import region_heatmaps
 
