@@ -188,7 +188,7 @@ def test_a_full_disk_while_checkpointing_leaves_nothing_half_written(
 def test_ctrl_c_during_training_saves_a_checkpoint_that_resumes(
     coco8: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    from c2srt import train
+    from c2srt.training import module as train
 
     steps: list[int] = []
     real_end = train.C2SRTModule.on_train_batch_end

@@ -92,7 +92,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import fit
+    from .training import fit
 
     cfg = _load_cfg(args)
     if cfg is None:
@@ -110,8 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .checkpoint import read_checkpoint_info
     from .config import apply_overrides, load_config, validate
-    from .evaluate import format_table
-    from .train import evaluate_checkpoint
+    from .evaluate import evaluate_checkpoint, format_table
 
     cfg = None
     if args.config:

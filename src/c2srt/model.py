@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from .backbone import ClipBackbone, create_clip
-from .config import DataCfg, ModelCfg
+from .config import DataCfg, GraphCfg, ModelCfg
 from .data.transforms import build_transform, normalization
 from .heads import HeadOutput, build_head, fuse_block
 from .heads.ist import IstModule
@@ -329,3 +330,34 @@ def create_model_and_transforms(
     """
     model = create_model(cfg_or_name, **kwargs)
     return model, train_transform(model, data if data is not None else DataCfg()), eval_transform(model)
+
+
+def category_graph(
+    model: C2SRT,
+    names: Sequence[str],
+    *,
+    seen: Sequence[str] | None,
+    cfg: GraphCfg,
+    base: "CategoryGraph | None" = None,
+    cache: str | Path | None = None,
+) -> "CategoryGraph | None":
+    """The category graph IST needs for `names` (None when the model has no IST), by `prepare_graph`'s rules.
+
+    `cfg.path` names a graph to use when it exists, else where a new build is saved (besides
+    `cache`, e.g. a run's `graph.json`); `base` (a checkpoint's graph) is extended to the labels it
+    lacks; the "clip" encoder is the model's own text tower.
+    """
+    if model.ist is None:
+        return None
+    from .graph import prepare_graph, text_tower_encoder
+
+    return prepare_graph(
+        list(names),
+        seen=None if seen is None else list(seen),
+        cfg=cfg,
+        base=base,
+        path=cfg.path,
+        cache=cache,
+        clip_encoder=text_tower_encoder(model.label_encoder),
+        progress=True,
+    )

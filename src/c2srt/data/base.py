@@ -308,6 +308,46 @@ def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+@dataclass(frozen=True)
+class LabelSplit:
+    """A dataset's vocabulary and its split, read once: the names and the seen / unseen masks.
+
+    Shapes:
+        seen, unseen: bool [K], aligned with `names`.
+    """
+
+    names: list[str]
+    seen: np.ndarray
+    unseen: np.ndarray
+
+    @classmethod
+    def of(cls, dataset: Any) -> "LabelSplit":
+        """From anything with `label_names`, `seen_mask` and `unseen_mask` (the dataset contract)."""
+        return cls(
+            list(dataset.label_names),
+            np.asarray(dataset.seen_mask, dtype=bool),
+            np.asarray(dataset.unseen_mask, dtype=bool),
+        )
+
+    @property
+    def seen_names(self) -> list[str]:
+        return [n for n, s in zip(self.names, self.seen) if s]
+
+    @property
+    def unseen_names(self) -> list[str]:
+        return [n for n, u in zip(self.names, self.unseen) if u]
+
+
+def log_skipped(dataset: Any, rows: Iterable[int], split: str) -> None:
+    """The one warning that lists the images skipped while loading (`data.skip_bad`), at most 10 named."""
+    names = [str(dataset.image_path(i)) for i in sorted(rows)]
+    if names:
+        _logger.warning(
+            "data.skip_bad: %d unreadable %s image(s) skipped while loading: %s%s",
+            len(names), split, ", ".join(names[:10]), ", ..." if len(names) > 10 else "",
+        )  # fmt: skip
+
+
 # --------------------------------------------------------------------------- reader helpers
 def select_rows(labels: Any, keep: np.ndarray) -> Any:
     """The rows of a dense or sparse label matrix where `keep` is True."""
