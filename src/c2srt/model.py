@@ -23,6 +23,7 @@ from .heads import HeadOutput, build_head, fuse_block
 from .heads.ist import IstModule
 from .registry import drop_none
 from .text import LabelEncoder
+from .vocabulary import check_unique
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -94,9 +95,7 @@ class C2SRT(nn.Module):
     def label_set(self, names: Sequence[str], graph: "CategoryGraph | None" = None) -> LabelSet:
         """Embed a vocabulary and attach its graph edges (needed when IST is on)."""
         names = list(names)
-        if len(set(names)) != len(names):
-            dup = sorted({n for n in names if names.count(n) > 1})
-            raise ValueError(f"duplicate label names in the vocabulary: {dup}")
+        check_unique(names)
         text = self.label_encoder.encode_labels(names)
         edge_index = edge_weight = None
         if self.ist is not None:

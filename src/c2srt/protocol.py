@@ -38,6 +38,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from .choices import Protocol
 from .constants import IGNORE_LABEL, NUS_WIDE_TOPK, OPEN_IMAGES_TOPK, POSITIVE
 from .metrics import (
     EmptyColumn,
@@ -83,14 +84,6 @@ DEFAULT_CHUNK_ROWS = 2048  # rows per update in `evaluate` (in-memory convenienc
 _SCAN_ENTRIES = 1 << 20  # spill entries read per slice (~17 MB)
 _NUM_BUCKETS = 16  # the spill is split by column range, so a column group reads only its bucket
 _MAX_ROWS = np.iinfo(np.int32).max  # rows are spilled as int32
-
-
-class Protocol(str, enum.Enum):
-    """Evaluation protocols."""
-
-    NUS_WIDE = "nus_wide"  # all rows; ZSL = unseen columns, GZSL = all; K = 3, 5
-    OPEN_IMAGES = "open_images"  # per block: rows with a positive in it; mAP over annotated columns; K = 10, 20
-    GENERIC = "generic"  # as NUS-WIDE, for any dataset's masks, plus a seen block
 
 
 class Block(str, enum.Enum):

@@ -33,6 +33,7 @@ from PIL import Image
 from ..constants import IGNORE_LABEL, NEGATIVE, POSITIVE
 from ..images import ImageReadError, open_rgb
 from ..registry import DATASETS
+from ..vocabulary import check_unique
 from .check import check_image_files
 
 if TYPE_CHECKING:
@@ -103,15 +104,6 @@ def _is_sparse(m: Any) -> bool:
     return hasattr(m, "tocsr") and hasattr(m, "nnz")
 
 
-def _first_duplicate(names: Sequence[str]) -> str | None:
-    seen: set[str] = set()
-    for n in names:
-        if n in seen:
-            return n
-        seen.add(n)
-    return None
-
-
 def _check_label_values(labels: Any, what: str) -> None:
     values = labels.data if _is_sparse(labels) else labels
     if values.size and (int(values.min()) < NEGATIVE or int(values.max()) > POSITIVE):
@@ -166,9 +158,7 @@ class MultiLabelDataset(torch.utils.data.Dataset):
         self.paths = [str(p) for p in paths]
         names = [str(n) for n in label_names]
         k = len(names)
-        dup = _first_duplicate(names)
-        if dup is not None:
-            raise ValueError(f"{name}: duplicate label name {dup!r} in the vocabulary")
+        check_unique(names, what=name)
         if _is_sparse(labels):
             labels = labels.tocsr().astype(np.int8)
             labels.eliminate_zeros()
