@@ -139,3 +139,15 @@ def test_benchmark_configs_hold_the_published_recipe(name, want):
     batch = cfg.data.batch_size * cfg.train.accumulate * int(cfg.train.devices)
     assert batch == (512 if "stage2" in name else 64)  # MKT: 64 on one GPU; stage 2 64 x 8 GPUs
 
+
+def test_a_string_field_takes_the_override_as_written():
+    """On the command line `off` is the text "off" for a string field (YAML would read false); only
+    YAML files need quotes. Other types still parse as YAML; `null` still clears a nullable field."""
+    cfg = load_config(None, ["model.ist.mode=off", "graph.llm_model=1.5", "model.templates=['a {}']", "data.auto_augment=null"])
+    assert cfg.model.ist.mode == "off" and cfg.graph.llm_model == "1.5"
+    assert cfg.model.templates == ["a {}"] and cfg.data.auto_augment is None
+    assert load_config(None, ['model.ist.mode="label"']).model.ist.mode == "label"
+    with pytest.raises(ConfigError, match="model.ist.mode: 'yes' is not one of"):
+        load_config(None, ["model.ist.mode=yes"])  # the text, checked as any other value
+    with pytest.raises(ConfigError, match="train.epochs"):
+        load_config(None, ["train.epochs=off"])  # not a string field: YAML's false, refused

@@ -254,17 +254,44 @@ def _merge(obj: Any, data: dict[str, Any], prefix: str = "") -> Any:
     return dataclasses.replace(obj, **changes)
 
 
+def _field_type(path: list[str]) -> Any:
+    """The annotated type of the `Cfg` field at `path` (None for a key the schema does not have)."""
+    tp: Any = Cfg
+    for part in path:
+        if not _is_dataclass_type(tp):
+            return None
+        hints = typing.get_type_hints(tp)
+        if part not in hints:
+            return None
+        tp = hints[part]
+    return tp
+
+
+def _takes_text(tp: Any) -> bool:
+    """A string field (`str` or `str | None`): a command-line value is its text as written."""
+    return tp is str or (typing.get_origin(tp) in (typing.Union, types.UnionType) and set(typing.get_args(tp)) == {str, type(None)})
+
+
 def _parse_override(item: str) -> tuple[list[str], Any]:
+    """`a.b=value` -> (path, value). Values are YAML scalars or lists, except for string fields:
+    there the text is taken as written (`model.ist.mode=off` is "off", not YAML's false), unless it
+    is quoted, or `null` for a field that may be null. Only YAML files need quotes."""
     import yaml
 
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like a.b=value")
     key, raw = item.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw != "" else ""
+    path = key.strip().split(".")
+    if raw == "":
+        return path, ""
+    value = yaml.safe_load(raw)
+    if _takes_text(_field_type(path)) and not isinstance(value, str) and not (value is None and _field_type(path) is not str):
+        value = raw.strip()
+    return path, value
 
 
 def apply_overrides(cfg: Cfg, overrides: list[str] | None) -> Cfg:
-    """Apply `a.b=value` command-line overrides (values parsed as YAML scalars/lists)."""
+    """Apply `a.b=value` command-line overrides (values parsed as YAML scalars/lists; text for string fields)."""
     for item in overrides or []:
         path, value = _parse_override(item)
         nested: Any = value
