@@ -238,7 +238,7 @@ def run_evaluation(
     with EvalPass(model, split.names, split.seen, split.unseen, graph=graph, **kw) as ev:  # type: ignore[arg-type]
         for batch in loader:
             # index: a skipped image's place goes to the next readable one (data.skip_bad), counted once
-            ev.update(ev.score(batch["image"].to(device)), batch["target"], index=batch["index"], skipped=batch.get(SKIPPED_KEY, ()))
+            ev.update(ev.score(batch["image"].to(device)), batch["target"], index=batch.get("index"), skipped=batch.get(SKIPPED_KEY, ()))
         result = ev.compute()
     log_skipped(dataset, result.skipped, "test")
     return result

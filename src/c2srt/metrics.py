@@ -11,7 +11,7 @@ Tie rules (fixed so that every run, chunked or not, gives the same numbers):
   tie-averaged AP.
 - Top-k takes, within a row, the k largest scores; among tied scores the lower column index wins.
 
-The streaming evaluator (`c2srt.evaluate`) calls the same kernels (`ap_of_ranking`,
+The streaming evaluator (`c2srt.protocol`) calls the same kernels (`ap_of_ranking`,
 `topk_true_positives`), so its figures are identical to the ones computed here.
 """
 
