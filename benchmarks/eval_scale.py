@@ -2,7 +2,7 @@
 
 Generates random scores and *sparse* labels of the Open Images v4 test size (125,436 images x
 7,586 labels: 7,186 seen then 400 unseen), chunk by chunk (the full matrix never exists), streams
-them into `c2srt.evaluate.StreamingEvaluator` with the full Open Images protocol (per-class,
+them into `c2srt.protocol.StreamingEvaluator` with the full Open Images protocol (per-class,
 weighted and row-pooled mAP; P/R/F1 at K = 10, 20; blocks zsl / gzsl / seen), then prints the
 figures, the time and the peak resident memory, and writes them (JSON + CSV) to
 benchmarks/results/ with the environment in the file name.
@@ -30,19 +30,17 @@ import argparse
 import csv
 import io
 import json
-import platform
 import resource
-import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from c2srt.constants import NEGATIVE, OPEN_IMAGES_TOPK, POSITIVE
-from c2srt.evaluate import OPEN_IMAGES_NUM_SEEN, OPEN_IMAGES_NUM_UNSEEN, StreamingEvaluator, format_table
+from c2srt.environment import environment as _environment
 from c2srt.io import atomic_write_text
+from c2srt.protocol import OPEN_IMAGES_NUM_SEEN, OPEN_IMAGES_NUM_UNSEEN, StreamingEvaluator, format_table
 
 OPEN_IMAGES_TEST_ROWS = 125_436
 DEFAULT_CHUNK = 1024  # rows per update (one model batch or a few)
@@ -72,32 +70,8 @@ def make_chunk(rng: np.random.Generator, n: int, n_cols: int, n_unseen: int, lo:
 
 
 def environment() -> dict[str, str]:
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-
-    sha = git("rev-parse", "--short", "HEAD") or "nogit"
-    if git("status", "--porcelain", "--untracked-files=no"):
-        sha += "-dirty"
-
-    def version(pkg: str) -> str:
-        try:
-            return metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            return "none"
-
-    return {
-        "git_sha": sha,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": version("torch"),  # not imported: it would inflate the memory measured
-        "c2srt": version("c2srt"),
-        "platform": platform.platform(),
-        "cpus": str(os.cpu_count()),
-        "cpu_affinity": str(len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else "",
-    }
+    """The result files' record (c2srt.environment): numpy's and torch's versions, read without importing torch."""
+    return _environment({"numpy": "numpy", "torch": "torch"})  # type: ignore[return-value]
 
 
 def peak_rss_mb() -> float:

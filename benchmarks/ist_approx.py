@@ -153,7 +153,7 @@ def train_miniworld(cache: Path, out_dir: Path, *, quick: bool) -> Path:
     from c2srt.miniworld.demo import base_config, demo_graph, load_demo_spec, row_config
     from c2srt.miniworld.pretrain import PretrainCfg, load_stand_in
     from c2srt.miniworld.world import MiniWorld
-    from c2srt.train import fit
+    from c2srt.training import fit
 
     world = MiniWorld(seed=0)
     ckpt, _ = load_stand_in(world, PretrainCfg(), cache_dir=cache, progress=True)
@@ -173,9 +173,9 @@ def checkpoint_table(args: argparse.Namespace, checkpoint: Path, device: torch.d
     from c2srt.checkpoint import load_checkpoint
     from c2srt.config import load_config
     from c2srt.data.base import build_dataset
-    from c2srt.data.transforms import eval_transform
     from c2srt.evaluate import BlockwiseEvaluator
     from c2srt.graph import CategoryGraph
+    from c2srt.model import eval_transform
 
     model, info = load_checkpoint(checkpoint, device=device)
     if model.ist is None or model.cfg.ist.mode != "image":

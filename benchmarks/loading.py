@@ -118,8 +118,8 @@ def steady_rate(stamps: list[tuple[float, int]]) -> float:
 
 
 def time_eval(checkpoint: Path, folder: Path, args: argparse.Namespace, device: torch.device) -> float:
-    """`c2srt eval`'s images/s in steady state, through a hook on the Lightning test step."""
-    import c2srt.train as train
+    """`c2srt eval`'s images/s in steady state, through a hook on the one evaluation step (`EvalPass.update`)."""
+    import c2srt.evaluate as evaluate
     from c2srt.checkpoint import read_checkpoint_info
     from c2srt.config import merge_config
 
@@ -134,20 +134,20 @@ def time_eval(checkpoint: Path, folder: Path, args: argparse.Namespace, device: 
         },
     )
     stamps: list[tuple[float, int]] = []
-    original = train.C2SRTModule.test_step
+    original = evaluate.EvalPass.update
 
-    def test_step(self, batch, batch_idx):  # noqa: ANN001, ANN202
-        out = original(self, batch, batch_idx)
+    def update(self, scores, target, **kw):  # noqa: ANN001, ANN003, ANN202
+        out = original(self, scores, target, **kw)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        stamps.append((time.perf_counter(), (stamps[-1][1] if stamps else 0) + len(batch["image"])))
+        stamps.append((time.perf_counter(), (stamps[-1][1] if stamps else 0) + len(target)))
         return out
 
-    train.C2SRTModule.test_step = test_step
+    evaluate.EvalPass.update = update
     try:
-        train.evaluate_checkpoint(checkpoint, cfg, output_dir=folder / "eval", progress=False)
+        evaluate.evaluate_checkpoint(checkpoint, cfg, output_dir=folder / "eval", progress=False)
     finally:
-        train.C2SRTModule.test_step = original
+        evaluate.EvalPass.update = original
     return steady_rate(stamps)
 
 

@@ -3,10 +3,11 @@
 ViT-B/16 (random init, offline) at batch 32 and 224 px, with NUS-WIDE's 925 seen labels (training
 scores seen labels only) or Open Images' 7,186 (`--labels 7186 --sparse`), and distillation on
 (the frozen teacher runs on every batch), built with `create_model` exactly as `c2srt train`
-builds it, and optimised with the same AdamW parameter groups (`c2srt.train.optimizer_param_groups`:
+builds it, and optimised with the same AdamW parameter groups (`c2srt.optim.optimizer_param_groups`:
 last 2 blocks, layer-wise lr decay). All variants share one image tower (teacher included) and
 differ in their heads, so the process holds one model, as a training run does; each has its own
-optimiser. The loss is the training loss: ranking loss + L1 distillation. Label embeddings come
+optimiser. The loss is the training loss as `c2srt train` composes it (`c2srt.losses.training_loss`:
+ranking loss + L1 distillation). Label embeddings come
 from the frozen text tower once per vocabulary (not per step), so they are synthetic here: random
 unit vectors named "label 17", and a random category graph of about `--neighbors` neighbours per
 label for IST.
@@ -47,9 +48,9 @@ from heads_overhead import PeakMemory, random_vocabulary  # noqa: E402
 
 from c2srt.config import HeadCfg, IstCfg, ModelCfg, TrainCfg  # noqa: E402
 from c2srt.constants import NEGATIVE, POSITIVE  # noqa: E402
-from c2srt.losses import distillation_loss, ranking_loss  # noqa: E402
+from c2srt.losses import training_loss  # noqa: E402
 from c2srt.model import C2SRT, LabelSet, create_model  # noqa: E402
-from c2srt.train import optimizer_param_groups  # noqa: E402
+from c2srt.optim import optimizer_param_groups  # noqa: E402
 
 DEFAULT_BACKBONE = "ViT-B-16"
 DEFAULT_BATCH = 32
@@ -111,7 +112,7 @@ def make_step(
         opt.zero_grad(set_to_none=True)
         with autocast(device, precision):
             out = model(images, labels, with_teacher=True)
-            loss = ranking_loss(out.logits, target) + model.cfg.distill_weight * distillation_loss(out.g, out.g_teacher)
+            loss = training_loss(out.logits, target, g=out.g, g_teacher=out.g_teacher, distill_weight=model.cfg.distill_weight).total
         loss.backward()
         opt.step()
         return float(loss.detach())
@@ -146,7 +147,8 @@ def breakdown(
             else:
                 logits = clock("ist", lambda: model.ist(out.f_img, labels.text, labels.edge_index, labels.edge_weight))
         g_t = clock("teacher", lambda: model.backbone.encode_teacher(images))
-        loss = clock("loss", lambda: ranking_loss(logits, target) + distillation_loss(g, g_t))
+        w = model.cfg.distill_weight
+        loss = clock("loss", lambda: training_loss(logits, target, g=g, g_teacher=g_t, distill_weight=w).total)
     clock("backward", loss.backward)
     clock("optimizer", opt.step)
     return phases

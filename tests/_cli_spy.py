@@ -75,7 +75,7 @@ def _callbacks() -> list[Any]:
 
 
 def main() -> int:
-    from c2srt import train
+    from c2srt.training import run as train
     from c2srt.cli import main as cli_main
 
     build = train.build_trainer

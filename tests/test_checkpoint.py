@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from c2srt.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+from c2srt.checkpoint import load_checkpoint, load_init_weights, read_checkpoint_info, save_checkpoint
 from c2srt.config import Cfg, HeadCfg, IstCfg, ModelCfg, config_to_dict
 from c2srt.graph import build_graph
 from c2srt.model import create_model
@@ -99,7 +99,8 @@ def test_mkt_stage1_weights_load_and_score_as_mkt(tmp_path) -> None:
     path = tmp_path / "first_stage.pth"
     torch.save({f"module.{k}": v for k, v in state.items()}, path)  # as saved from a DDP wrapper
     torch.manual_seed(0)
-    model = create_model(dataclasses.replace(MKT_CFG, init_from=str(path))).eval()
+    model = create_model(MKT_CFG).eval()
+    load_init_weights(model, path)  # what `c2srt train` does with model.init_from
     for k, v in source.state_dict().items():
         assert torch.equal(model.backbone.visual.state_dict()[k], v), k
     # MKT's forward, written out: ln_post on every token, x[:, 0] @ proj and x[:, 1:] @ proj
@@ -163,11 +164,17 @@ def test_foreign_weights_are_refused_with_their_keys(tmp_path) -> None:
     path = tmp_path / "other.pth"
     torch.save({"fc.weight": torch.zeros(2, 2)}, path)
     with pytest.raises(ValueError, match="neither MKT's CLIPVIT nor its PromptLearner"):
-        create_model(dataclasses.replace(MKT_CFG, init_from=str(path)))
+        load_init_weights(create_model(MKT_CFG), path)
     bad = _mkt_clipvit_state(create_model(MKT_CFG).backbone.visual)
     bad["head.weight"] = torch.zeros(1)
     torch.save(bad, path)
     with pytest.raises(ValueError, match="head.weight"):
-        create_model(dataclasses.replace(MKT_CFG, init_from=str(path)))
+        load_init_weights(create_model(MKT_CFG), path)
     with pytest.raises(FileNotFoundError, match="init_from"):
-        create_model(dataclasses.replace(MKT_CFG, init_from=str(tmp_path / "none.pth")))
+        load_init_weights(create_model(MKT_CFG), tmp_path / "none.pth")
+
+
+def test_the_model_factory_never_reads_init_from(tmp_path) -> None:
+    """`model.init_from` is the run's business (`c2srt train` loads it): building a model reads no file."""
+    model = create_model(dataclasses.replace(MKT_CFG, init_from=str(tmp_path / "none.pth")))
+    assert model.cfg.init_from == str(tmp_path / "none.pth")

@@ -188,7 +188,7 @@ def test_a_full_disk_while_checkpointing_leaves_nothing_half_written(
 def test_ctrl_c_during_training_saves_a_checkpoint_that_resumes(
     coco8: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    from c2srt import train
+    from c2srt.training import module as train
 
     steps: list[int] = []
     real_end = train.C2SRTModule.on_train_batch_end
@@ -199,6 +199,9 @@ def test_ctrl_c_during_training_saves_a_checkpoint_that_resumes(
             raise KeyboardInterrupt
 
     monkeypatch.setattr(train.C2SRTModule, "on_train_batch_end", press_ctrl_c)
+    # the handler before the run: Python's default, or SIG_IGN in a process started in the
+    # background (`&`, nohup, some CI runners), which must stay ignored
+    before = signal.getsignal(signal.SIGINT)
     out = tmp_path / "run"
     opts = ["data.batch_size=1", "train.epochs=2"]
     rc, _, err = run(capsys, *_train_args(coco8, out, *opts))
@@ -206,7 +209,7 @@ def test_ctrl_c_during_training_saves_a_checkpoint_that_resumes(
     line = one_error_line(err, "train")
     last = out / "checkpoints" / "last.ckpt"
     assert f"checkpoint saved to {last}" in line and f"--config {out / 'config.yaml'} --resume" in line
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Lightning's SIG_IGN undone
+    assert signal.getsignal(signal.SIGINT) is before  # Lightning's SIG_IGN undone: the handler from before the run
     state = torch.load(last, weights_only=True, map_location="cpu")
     assert state["global_step"] == 4 and not (out / "model.safetensors").exists()
 

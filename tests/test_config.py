@@ -39,6 +39,30 @@ def test_bad_values_name_the_field(overrides, field):
         load_config(None, overrides)
 
 
+def test_choices_come_from_the_head_registry_and_the_enums():
+    """A registered head is a valid `model.head.name` with no edit to the config; enum values likewise."""
+    from c2srt.choices import IstMode, Protocol
+    from c2srt.heads import register_head
+
+    with pytest.raises(ConfigError, match=r"model\.head\.name: 'cfg-test-head' is not one of isr, mkt"):
+        load_config(None, ["model.head.name=cfg-test-head"])
+    register_head("cfg-test-head")(lambda cfg, embed_dim: None)
+    assert load_config(None, ["model.head.name=cfg-test-head"]).model.head.name == "cfg-test-head"
+    for mode in IstMode:
+        assert load_config(None, [f'model.ist.mode="{mode.value}"']).model.ist.mode == mode.value
+    with pytest.raises(ConfigError, match=", ".join(p.value for p in Protocol)):
+        load_config(None, ["eval.protocol=coco"])
+
+
+def test_removed_fields_in_the_config_of_an_old_run_are_ignored_with_a_warning():
+    old = config_to_dict(Cfg())
+    old["data"]["image_size"] = 224
+    old["train"]["loss"] = "ranking"
+    with pytest.warns(DeprecationWarning) as caught:
+        assert config_from_dict(old) == Cfg()
+    assert sorted(str(w.message).split("'")[1] for w in caught) == ["data.image_size", "train.loss"]
+
+
 def test_unquoted_yaml_off_gets_a_hint(tmp_path):
     p = tmp_path / "x.yaml"
     p.write_text("model:\n  ist: {mode: off}\n")
@@ -76,7 +100,7 @@ STAGE1 = {
     "model.templates": ["There is a {} in the scene"], "model.distill": True, "model.distill_weight": 1.0,
     "model.head.topk": 16, "data.batch_size": 64, "data.train_transform": "timm", "data.crop_scale": [0.08, 1.0],
     "data.auto_augment": "rand-m9-mstd0.5-inc1", "train.epochs": 20, "train.lr": 1e-3, "train.min_lr": 1e-6,
-    "train.weight_decay": 0.05, "train.warmup_epochs": 2.0, "train.layer_decay": 0.65, "train.loss": "ranking",
+    "train.weight_decay": 0.05, "train.warmup_epochs": 2.0, "train.layer_decay": 0.65,
     "train.margin": 1.0, "train.accumulate": 1,
 }
 STAGE2 = {
@@ -114,3 +138,16 @@ def test_benchmark_configs_hold_the_published_recipe(name, want):
         assert _get(cfg, key) == value, key
     batch = cfg.data.batch_size * cfg.train.accumulate * int(cfg.train.devices)
     assert batch == (512 if "stage2" in name else 64)  # MKT: 64 on one GPU; stage 2 64 x 8 GPUs
+
+
+def test_a_string_field_takes_the_override_as_written():
+    """On the command line `off` is the text "off" for a string field (YAML would read false); only
+    YAML files need quotes. Other types still parse as YAML; `null` still clears a nullable field."""
+    cfg = load_config(None, ["model.ist.mode=off", "graph.llm_model=1.5", "model.templates=['a {}']", "data.auto_augment=null"])
+    assert cfg.model.ist.mode == "off" and cfg.graph.llm_model == "1.5"
+    assert cfg.model.templates == ["a {}"] and cfg.data.auto_augment is None
+    assert load_config(None, ['model.ist.mode="label"']).model.ist.mode == "label"
+    with pytest.raises(ConfigError, match="model.ist.mode: 'yes' is not one of"):
+        load_config(None, ["model.ist.mode=yes"])  # the text, checked as any other value
+    with pytest.raises(ConfigError, match="train.epochs"):
+        load_config(None, ["train.epochs=off"])  # not a string field: YAML's false, refused

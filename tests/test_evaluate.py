@@ -248,8 +248,7 @@ def test_c2srt_eval_scores_zsl_as_a_pass_over_the_unseen_vocabulary(tmp_path: Pa
     from c2srt.cli import main
     from c2srt.config import Cfg, DataCfg, EvalCfg, HeadCfg, ModelCfg
     from c2srt.data import build_dataset
-    from c2srt.data.transforms import eval_transform
-    from c2srt.model import create_model
+    from c2srt.model import create_model, eval_transform
 
     seen = ["person", "bus", "dog", "cat", "car", "tie"]
     unseen = ["giraffe", "umbrella", "tennis racket", "kite"]
@@ -299,3 +298,49 @@ def test_blockwise_evaluator_on_shared_scores_equals_the_streaming_one(protocol:
     for k, v in want.items():
         assert got[k] == pytest.approx(v, nan_ok=True), k
     assert "mAP_row_pooled" in format_table(got)
+
+
+def test_skip_bad_unreadable_test_image_is_skipped_and_counted_alike_by_every_caller(
+    tmp_path: Path, coco8: Path, photos: Path
+) -> None:
+    """`data.skip_bad=true` and a test image that only fails while loading: `c2srt eval`,
+    `evaluate_model` and the demo's row scoring are one loop (before, the two single-process loops
+    batched with torch's default collate and failed on the `"skipped"` lists). The image is
+    skipped, counted once, its place taken by the next readable image, which is scored once."""
+    import json
+
+    from c2srt.checkpoint import save_checkpoint
+    from c2srt.cli import main
+    from c2srt.config import Cfg, DataCfg, EvalCfg, HeadCfg, ModelCfg
+    from c2srt.data import build_dataset
+    from c2srt.evaluate import evaluate_model, evaluate_split
+    from c2srt.miniworld.demo import evaluate_row
+    from c2srt.model import create_model, eval_transform
+
+    seen, unseen = ["person", "bus", "dog", "cat", "car", "tie"], ["giraffe", "umbrella", "tennis racket", "kite"]
+    _listing(tmp_path, coco8, photos, seen, unseen)
+    rows = [json.loads(line) for line in (tmp_path / "test.jsonl").read_text().splitlines()]
+    broken = Path(rows[5]["image"])
+    broken.write_bytes(b"not an image")  # exists (so the listing reads), fails only when decoded
+    torch.manual_seed(0)
+    mcfg = ModelCfg(backbone="test-tiny", pretrained=None, distill=False, head=HeadCfg(name="mkt", topk=4))
+    data = DataCfg(name="jsonl", root=str(tmp_path), num_workers=0, skip_bad=True, check_images=False)
+    cfg = Cfg(model=mcfg, data=data, eval=EvalCfg(topk=[1, 3], batch_size=7))
+    model = create_model(mcfg, teacher=False).eval()
+    ckpt = save_checkpoint(tmp_path / "m.safetensors", model, cfg, seen=seen, unseen=unseen)
+
+    assert main(["eval", "--checkpoint", str(ckpt), "--output-dir", str(tmp_path / "ev")]) == 0
+    got = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert got["data/skipped_images"] == 1 and got["data/skipped_rows"] == 0
+    assert got["gzsl/n_images"] == len(rows) - 1  # the replacement image is scored once
+
+    result = evaluate_split(model, cfg)
+    assert result.skipped == [5]
+    for k, v in result.figures.items():  # the same figures (NaN is null in the JSON)
+        assert (got[k] is None and math.isnan(v)) or got[k] == v, k
+    ds = build_dataset(cfg.data, "test", eval_transform(model))
+    figures = evaluate_model(model, ds, protocol="generic", topk=(1, 3), batch_size=7)
+    assert figures["zsl/mAP"] == got["zsl/mAP"] and figures["gzsl/F1@3"] == got["gzsl/F1@3"]
+    row = evaluate_row(model, cfg)
+    assert row["zsl/mAP"] == got["zsl/mAP"] and len(row["zsl_ap"]) == len(unseen)
+    assert np.mean(row["zsl_ap"]) == pytest.approx(got["zsl/mAP"])

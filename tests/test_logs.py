@@ -31,8 +31,8 @@ def console() -> Iterator[Any]:
 
 
 def _emit() -> None:
-    logging.getLogger("c2srt.train").info("epoch 1/2 validation")
-    logging.getLogger("c2srt.train").debug("the full table")
+    logging.getLogger("c2srt.training").info("epoch 1/2 validation")
+    logging.getLogger("c2srt.training").debug("the full table")
     logging.getLogger("lightning.pytorch.utilities.rank_zero").info("GPU available: False, used: False")
     logging.getLogger("lightning.pytorch.trainer").warning("something Lightning wants said")
     logging.getLogger("c2srt.evaluate").warning("block zsl has 3 columns")
@@ -56,7 +56,7 @@ def test_verbose_adds_our_debug_and_library_info(console: Any, capsys: pytest.Ca
     _emit()
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 6
-    assert err[1].endswith("DEBUG c2srt.train: the full table")
+    assert err[1].endswith("DEBUG c2srt.training: the full table")
     assert err[2].endswith("INFO lightning.pytorch.utilities.rank_zero: GPU available: False, used: False")
 
 

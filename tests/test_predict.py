@@ -516,7 +516,8 @@ def test_importing_c2srt_is_cheap() -> None:
 
 
 def test_format_predictions_rejects_unknown_format() -> None:
-    from c2srt.predict import Prediction, format_predictions
+    from c2srt.cli import format_predictions
+    from c2srt.predict import Prediction
 
     preds = [Prediction("x.jpg", [("dog", 0.5)], {"dog": 1}), Prediction("y.jpg", error="y.jpg: not a readable image")]
     assert "1 patch)" in format_predictions(preds, "table")

@@ -108,7 +108,7 @@ class _Killed(RuntimeError):
 
 
 def _with_callbacks(monkeypatch: pytest.MonkeyPatch, *callbacks: Any) -> None:
-    import c2srt.train as train
+    import c2srt.training.run as train
 
     real = getattr(train.build_trainer, "__wrapped__", train.build_trainer)  # replace, never stack
     extra = list(callbacks)
@@ -181,7 +181,7 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
 
 
 def test_metrics_csv_continues_from_the_checkpoint_step(tmp_path: Path) -> None:
-    from c2srt.train import _CsvLogger
+    from c2srt.training.trainer import _CsvLogger
 
     log = tmp_path / "logs" / "metrics.csv"
     killed = _CsvLogger(tmp_path, resume_step=None)
@@ -307,9 +307,9 @@ def test_missing_image_stops_before_training(coco8: Path, tmp_path: Path, capsys
 
 # ------------------------------------------------------------------- deterministic data order
 def test_epoch_sampler_is_a_function_of_seed_and_epoch_and_shards_all_images() -> None:
-    from c2srt.train import EpochSampler, _EpochSeeded
+    from c2srt.training.sampling import EpochSampler, EpochSeeded
 
-    data = _EpochSeeded(list(range(7)), seed=3)  # type: ignore[arg-type]
+    data = EpochSeeded(list(range(7)), seed=3)  # type: ignore[arg-type]
 
     def order(epoch: int, rank: int = 0, world: int = 1, seed: int = 3) -> list[int]:
         s = EpochSampler(data, seed=seed, shuffle=True, rank=rank, world_size=world)
@@ -327,10 +327,10 @@ def test_epoch_sampler_is_a_function_of_seed_and_epoch_and_shards_all_images() -
 def test_augmentation_is_a_function_of_seed_epoch_and_index(coco8: Path) -> None:
     from c2srt.config import DataCfg
     from c2srt.data import build_dataset, build_transform
-    from c2srt.train import _EpochSeeded
+    from c2srt.training.sampling import EpochSeeded
 
     tf = build_transform(32, train=True, rand_augment=True)
-    data = _EpochSeeded(build_dataset(DataCfg(name="coco", root=str(coco8)), "train", tf), seed=0)
+    data = EpochSeeded(build_dataset(DataCfg(name="coco", root=str(coco8)), "train", tf), seed=0)
     data.epoch = 1
     a = data[0]["image"]
     torch.manual_seed(123)  # the global RNG state does not matter ...

@@ -71,7 +71,7 @@ def test_vocabulary_is_prepared_once_per_fit_and_per_evaluation(coco8: Path, tmp
     from c2srt.graph import CategoryGraph
     from c2srt.model import C2SRT
     from c2srt.text import LabelEncoder
-    from c2srt.train import C2SRTModule
+    from c2srt.training import C2SRTModule
 
     calls = {"label_set": 0, "edges": 0, "encode": 0, "steps": 0, "evals": 0}
 

@@ -23,8 +23,8 @@ def test_plot_curves_draws_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     metrics = tmp_path / "metrics.csv"
     metrics.write_text(CSV)
     figures: list[Any] = []
-    save = viz._save
-    monkeypatch.setattr(viz, "_save", lambda fig, out: (figures.append(fig), save(fig, out))[1])
+    save = viz.save_picture
+    monkeypatch.setattr(viz, "save_picture", lambda fig, out: (figures.append(fig), save(fig, out))[1])
     out = viz.plot_curves(metrics, tmp_path / "curves" / "c.png", title="run 1")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     loss_ax, map_ax = figures[0].axes[:2]
@@ -43,3 +43,24 @@ def test_plot_curves_bad_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no loss or mAP columns"):
         viz.plot_curves(empty, tmp_path / "c.png")
     assert not (tmp_path / "c.png").exists()
+
+
+def test_pictures_leave_matplotlib_as_they_found_it(tmp_path: Path) -> None:
+    """No pyplot and no backend switch: a notebook's plotting is its own after c2srt draws."""
+    import subprocess
+    import sys
+
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text(CSV)
+    code = (
+        "import sys, matplotlib\n"
+        "matplotlib.use('svg')\n"
+        "from c2srt import viz\n"
+        "import numpy as np\n"
+        f"viz.plot_curves({str(metrics)!r}, {str(tmp_path / 'c.png')!r})\n"
+        f"viz.region_heatmaps(np.zeros((16, 16, 3), np.uint8), np.ones((4, 1)) / 4, ['a'], [0.5], [4], {str(tmp_path / 'r.png')!r})\n"
+        "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.split() == ["svg", "False"], out.stdout + out.stderr
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "r.png").is_file()

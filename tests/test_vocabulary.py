@@ -8,6 +8,7 @@ import pytest
 
 from c2srt.vocabulary import (
     check_labels,
+    check_unique,
     parse_labels,
     read_label_file,
     read_vocabulary,
@@ -49,8 +50,16 @@ def test_check_labels_names_the_bad_label() -> None:
         check_labels([])
     with pytest.raises(ValueError, match="label 2 is empty"):
         check_labels(["dog", "  "])
-    with pytest.raises(ValueError, match=r"'dog' appears twice \(positions 1 and 3\)"):
+    with pytest.raises(ValueError, match=r"the vocabulary: duplicate label 'dog' \(positions 1 and 3\)"):
         check_labels(["dog", "cat", "dog"])
+
+
+def test_check_unique_is_the_one_duplicate_check() -> None:
+    check_unique(["dog", "cat"])
+    with pytest.raises(ValueError, match=r"^the vocabulary: duplicate label 'b' \(positions 2 and 4\)$"):
+        check_unique(["a", "b", "c", "b", "a"])
+    with pytest.raises(ValueError, match=r"^u.csv:7: duplicate unseen label '/m/1' \(first on line 3\)$"):
+        check_unique(["/m/0", "/m/1", "/m/1"], what="u.csv", lines=[2, 3, 7], kind="unseen label")
 
 
 def test_read_vocabulary_takes_exactly_one_source(tmp_path: Path) -> None:

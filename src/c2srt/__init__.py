@@ -14,18 +14,19 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .version import __version__
 
 if TYPE_CHECKING:
-    from .predict import Prediction, Recognizer
+    from .predict import Prediction, PredictOptions, Recognizer
 
 # public name -> the module that defines it (imported on first access)
 _LAZY = {
     "Recognizer": ".predict",
     "Prediction": ".predict",
+    "PredictOptions": ".predict",
 }
 
-__all__ = ["Prediction", "Recognizer", "__version__"]
+__all__ = ["PredictOptions", "Prediction", "Recognizer", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

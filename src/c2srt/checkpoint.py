@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from . import __version__
+from .version import __version__
 from .config import Cfg, config_from_dict, config_to_dict
 
 if TYPE_CHECKING:
@@ -135,8 +135,8 @@ def load_checkpoint(
 
     info = read_checkpoint_info(path)
     mcfg = info.cfg.model
-    model = create_model(  # the file holds the weights: no pretrained download, no init_from to re-read
-        dataclasses.replace(mcfg, pretrained=mcfg.pretrained if teacher else None, init_from=None),
+    model = create_model(  # the file holds the weights: no pretrained download
+        dataclasses.replace(mcfg, pretrained=mcfg.pretrained if teacher else None),
         device=device,
         teacher=teacher,
     )

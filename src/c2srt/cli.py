@@ -9,14 +9,21 @@ an exit code from `EXIT_CODES`, never a traceback (`-v` shows it).
 from __future__ import annotations
 
 import argparse
+import csv
 import errno
+import io
+import json
 import logging
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .logs import process_rank, setup_console_logging
+
+if TYPE_CHECKING:
+    from .predict import Prediction
 
 _logger = logging.getLogger("c2srt")
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.-]*=")  # a config override: key.path=value
@@ -96,7 +103,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import fit
+    from .training import fit
 
     cfg = _load_cfg(args)
     if cfg is None:
@@ -114,8 +121,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .checkpoint import read_checkpoint_info
     from .config import apply_overrides, load_config, validate
-    from .evaluate import format_table
-    from .train import evaluate_checkpoint
+    from .evaluate import evaluate_checkpoint, format_table
 
     cfg = None
     if args.config:
@@ -171,10 +177,42 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    import json
+PREDICTION_FORMATS = ("table", "json", "csv")
+CSV_HEADER = ("image", "rank", "label", "score", "patches", "error")
 
-    from .predict import DEFAULT_TOP, Recognizer, format_predictions
+
+def format_predictions(preds: Sequence[Prediction], fmt: str = "table", *, header: bool = True) -> str:
+    """Predictions as `c2srt predict` prints them: a text table, JSON or CSV (`header`: CSV's first line)."""
+    if fmt == "json":
+        return json.dumps([p.to_dict() for p in preds], indent=2)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        if header:
+            w.writerow(CSV_HEADER)
+        for p in preds:
+            if p.error:
+                w.writerow([p.source, "", "", "", "", p.error])
+            for r, (n, s) in enumerate(p.labels, 1):
+                w.writerow([p.source, r, n, f"{s:.6f}", p.counts.get(n, ""), ""])
+        return buf.getvalue()
+    if fmt != "table":
+        raise ValueError(f"unknown format {fmt!r}; use {', '.join(PREDICTION_FORMATS)}")
+    lines = []
+    for p in preds:
+        lines.append(p.source)
+        if p.error:
+            lines.append(f"  error: {p.error}")
+        for r, (n, s) in enumerate(p.labels, 1):
+            extra = f"  ({p.counts[n]} patch{'' if p.counts[n] == 1 else 'es'})" if n in p.counts else ""
+            lines.append(f"  {r:>2}. {n:<30} {s:8.4f}{extra}")
+        if p.explanation:
+            lines.append(f"  explanation: {p.explanation}")
+    return "\n".join(lines)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import DEFAULT_TOP, Recognizer
     from .vocabulary import read_vocabulary
 
     labels = read_vocabulary(labels=args.labels, labels_file=args.labels_file)
@@ -211,8 +249,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if args.format == "json":
                 sys.stdout.write(("[\n  " if first else ",\n  ") + json.dumps(pred.to_dict()))
             elif args.format == "csv":
-                text = format_predictions([pred], "csv")
-                sys.stdout.write(text if first else text.split("\n", 1)[1])
+                sys.stdout.write(format_predictions([pred], "csv", header=first))
             else:
                 sys.stdout.write(format_predictions([pred], "table") + "\n")
             sys.stdout.flush()
@@ -233,7 +270,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    from .data.check import check_dataset
+    from .data import check_dataset
 
     if args.config_file is not None:
         if _OVERRIDE.match(args.config_file):  # with --config, the first override lands here
@@ -285,7 +322,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------- parser
 def _parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
 
     parser = argparse.ArgumentParser(
         prog="c2srt",
@@ -331,7 +368,7 @@ def _parser() -> argparse.ArgumentParser:
     voc.add_argument("--labels-file", type=Path, help="vocabulary file, one label per line")
     p.add_argument("--top", type=int, help="labels kept per image (default 5, or all above --threshold)")
     p.add_argument("--threshold", type=float, help="keep labels scoring at least this")
-    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--format", choices=PREDICTION_FORMATS, default="table")
     p.add_argument("--explain", type=Path, help="folder for per-image PNGs of the ISR regions of the top labels")
     p.add_argument("--graph", type=Path, help="category graph JSON for the vocabulary (default: built on the fly)")
     p.add_argument("--batch-size", type=int, default=32)

@@ -7,18 +7,23 @@ Unknown keys are errors, so a typo fails instead of silently falling back to a d
 from __future__ import annotations
 
 import dataclasses
+import enum
 import types
 import typing
+import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .constants import DEFAULT_IMAGE_SIZE, DEFAULT_TEMPLATE
+from .choices import EmptyColumn, GraphSource, IstMode, Protocol, Scoring
+from .constants import DEFAULT_TEMPLATE
+from .registry import HEADS, Registry
 
 
 @dataclass
 class HeadCfg:
-    name: str = "isr"  # region head: "mkt" (fixed top-k patches) or "isr" (category-adaptive)
+    name: str = "isr"  # region head, a registered name (c2srt.heads.list_heads()): "mkt" (fixed top-k patches), "isr" (category-adaptive)
     topk: int = 16  # MKT: patches averaged per label
     alpha: float = 0.5  # ISR: probability mass the kept patches must reach, in (0, 1]
     k_min: int = 1  # ISR: fewest patches kept per (image, label)
@@ -80,7 +85,6 @@ class GraphCfg:
 class DataCfg:
     name: str = "miniworld"  # a registered dataset name (c2srt.data.list_datasets())
     root: str | None = None  # dataset folder
-    image_size: int = DEFAULT_IMAGE_SIZE  # px, square
     batch_size: int = 64  # images per step per device
     num_workers: int = 4  # loader processes
     train_transform: str = "light"  # "timm": timm create_transform as MKT (crop, flip, auto_augment); "light": crop, flip, rand_augment
@@ -111,7 +115,6 @@ class TrainCfg:
     checkpoint_every: int = 0  # also checkpoint every N steps (0: epoch ends only)
     log_every: int = 10  # steps between logged metrics
     grad_clip: float = 0.0  # gradient norm clip (0: off)
-    loss: str = "ranking"  # ranking loss, margin 1
     margin: float = 1.0  # ranking loss margin
 
 
@@ -135,21 +138,37 @@ class Cfg:
     eval: EvalCfg = field(default_factory=EvalCfg)
 
 
-_CHOICES = {
-    "model.head.name": ("mkt", "isr"),
+# Closed choices: an enum (c2srt.choices) or a registry where the set is defined elsewhere, else the values.
+_CHOICES: dict[str, Collection[str] | type[enum.Enum] | Registry[Any]] = {
+    "model.head.name": HEADS,
     "model.head.pool": ("weighted", "mean"),
     "model.head.similarity": ("cosine", "raw"),
-    "model.head.scoring": ("fused", "cosine"),
+    "model.head.scoring": Scoring,
     "model.prompt_init": ("template", "random"),
     "model.normalization": ("backbone", "imagenet", "openai"),
     "data.train_transform": ("light", "timm"),
-    "model.ist.mode": ("off", "label", "image"),
-    "graph.source": ("embedding", "llm", "file"),
+    "model.ist.mode": IstMode,
+    "graph.source": GraphSource,
     "graph.encoder": ("minilm", "clip"),
     "graph.llm_backend": ("local", "openai"),
-    "eval.protocol": ("nus_wide", "open_images", "generic"),
-    "eval.empty": ("zero", "skip"),
+    "eval.protocol": Protocol,
+    "eval.empty": EmptyColumn,
 }
+
+# Fields that were removed: still accepted (and ignored, with a warning) in the configs of old runs
+# and checkpoints, which store every field.
+_REMOVED = {
+    "data.image_size": "the image size is the model's (its backbone preset)",
+    "train.loss": "the training loss is the ranking loss (+ distillation), with train.margin",
+}
+
+
+def _valid_values(choice: Collection[str] | type[enum.Enum] | Registry[Any]) -> list[str]:
+    if isinstance(choice, Registry):
+        return choice.list()
+    if isinstance(choice, type) and issubclass(choice, enum.Enum):
+        return [m.value for m in choice]
+    return list(choice)
 
 
 class ConfigError(ValueError):
@@ -227,6 +246,9 @@ def _merge(obj: Any, data: dict[str, Any], prefix: str = "") -> Any:
     changes = {}
     for key, value in data.items():
         where = f"{prefix}{key}"
+        if where in _REMOVED:
+            warnings.warn(f"config key {where!r} is no longer used and is ignored: {_REMOVED[where]}", DeprecationWarning, stacklevel=2)
+            continue
         if key not in names:
             raise ConfigError(f"unknown config key {where!r}; valid keys here: {', '.join(sorted(names))}")
         tp = hints[key]
@@ -237,17 +259,44 @@ def _merge(obj: Any, data: dict[str, Any], prefix: str = "") -> Any:
     return dataclasses.replace(obj, **changes)
 
 
+def _field_type(path: list[str]) -> Any:
+    """The annotated type of the `Cfg` field at `path` (None for a key the schema does not have)."""
+    tp: Any = Cfg
+    for part in path:
+        if not _is_dataclass_type(tp):
+            return None
+        hints = typing.get_type_hints(tp)
+        if part not in hints:
+            return None
+        tp = hints[part]
+    return tp
+
+
+def _takes_text(tp: Any) -> bool:
+    """A string field (`str` or `str | None`): a command-line value is its text as written."""
+    return tp is str or (typing.get_origin(tp) in (typing.Union, types.UnionType) and set(typing.get_args(tp)) == {str, type(None)})
+
+
 def _parse_override(item: str) -> tuple[list[str], Any]:
+    """`a.b=value` -> (path, value). Values are YAML scalars or lists, except for string fields:
+    there the text is taken as written (`model.ist.mode=off` is "off", not YAML's false), unless it
+    is quoted, or `null` for a field that may be null. Only YAML files need quotes."""
     import yaml
 
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like a.b=value")
     key, raw = item.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw) if raw != "" else ""
+    path = key.strip().split(".")
+    if raw == "":
+        return path, ""
+    value = yaml.safe_load(raw)
+    if _takes_text(_field_type(path)) and not isinstance(value, str) and not (value is None and _field_type(path) is not str):
+        value = raw.strip()
+    return path, value
 
 
 def apply_overrides(cfg: Cfg, overrides: list[str] | None) -> Cfg:
-    """Apply `a.b=value` command-line overrides (values parsed as YAML scalars/lists)."""
+    """Apply `a.b=value` command-line overrides (values parsed as YAML scalars/lists; text for string fields)."""
     for item in overrides or []:
         path, value = _parse_override(item)
         nested: Any = value
@@ -259,12 +308,13 @@ def apply_overrides(cfg: Cfg, overrides: list[str] | None) -> Cfg:
 
 def validate(cfg: Cfg) -> Cfg:
     """Check closed choices and ranges; raise ConfigError naming the field."""
-    for dotted, choices in _CHOICES.items():
+    for dotted, choice in _CHOICES.items():
         value: Any = cfg
         for part in dotted.split("."):
             value = getattr(value, part)
-        if value not in choices:
-            raise ConfigError(f"{dotted}: {value!r} is not one of {', '.join(choices)}")
+        valid = _valid_values(choice)
+        if value not in valid:
+            raise ConfigError(f"{dotted}: {value!r} is not one of {', '.join(valid)}")
     h = cfg.model.head
     if not 0.0 < h.alpha <= 1.0:
         raise ConfigError(f"model.head.alpha: {h.alpha} must lie in (0, 1]")

@@ -131,6 +131,24 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.unlink(missing_ok=True)  # a no-op after a successful rename
 
 
+def save_figure(fig: Any, path: str | os.PathLike[str], *, format: str | None = None, **savefig: Any) -> Path:
+    """Write a matplotlib figure atomically (through `atomic_path`); the one way c2srt saves a picture.
+
+    Args:
+        fig: a `matplotlib.figure.Figure` (anything with `savefig`).
+        path: the file to write; missing folders are created.
+        format: the image format (default: the suffix of `path`, else "png").
+        **savefig: passed to `fig.savefig` (e.g. `dpi`, `bbox_inches`).
+
+    Returns:
+        `path`.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=format or path.suffix.lstrip(".") or "png", **savefig)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | None = None) -> Iterator[IO[Any]]:
     """Open a temporary file beside `path` for writing; on success rename it over `path`.

@@ -8,7 +8,7 @@ once per process (with `-v` the other ranks speak too, each line prefixed with i
 
 Libraries that print on their own are quietened where they speak, never with a blanket filter:
 `quiet_transformers` around a model load (its weight-loading bar and key report), and the
-Lightning-specific handling in `c2srt.train`.
+Lightning-specific handling in `c2srt.training.trainer`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-r"""Training losses: the ranking loss over (positive, negative) label pairs and L1 distillation.
+r"""Training losses: the ranking loss over (positive, negative) label pairs, L1 distillation, and
+their composition (`training_loss`: what a training step minimises, for the trainer and the benchmark alike).
 
 Ranking loss (MKT / BiAM / LESA), per image b with positives :math:`P_b` and negatives :math:`N_b`
 (labels 0 are unknown and take no part):
@@ -18,6 +19,8 @@ Open Images' sparse labels, never B x K x K.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -76,3 +79,37 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Ten
     _check_pair(student, teacher, ("student", "teacher"))
     with torch.autocast(device_type=student.device.type, enabled=False):
         return F.l1_loss(student.float(), teacher.detach().float())
+
+
+@dataclass
+class LossTerms:
+    """What a training step minimises (`total`) and its parts, for logging."""
+
+    total: torch.Tensor  # scalar: rank + distill_weight * dist
+    rank: torch.Tensor  # scalar ranking loss
+    dist: torch.Tensor | None = None  # scalar distillation loss, when there is a teacher
+
+
+def training_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    g: torch.Tensor | None = None,
+    g_teacher: torch.Tensor | None = None,
+    margin: float = 1.0,
+    distill_weight: float = 1.0,
+) -> LossTerms:
+    """The training loss: the ranking loss, plus `distill_weight` x L1 distillation when a teacher ran.
+
+    Args:
+        logits: [B, K] scores of the training labels; target: [B, K] in {+1, -1, 0}.
+        g, g_teacher: [B, D] the student's and the frozen teacher's global embeddings (distillation
+            is left out when `g_teacher` is None).
+        margin: the ranking loss's margin (`train.margin`).
+        distill_weight: weight of the distillation term (`model.distill_weight`).
+    """
+    rank = ranking_loss(logits, target, margin=margin)
+    if g_teacher is None or g is None:
+        return LossTerms(rank, rank)
+    dist = distillation_loss(g, g_teacher)
+    return LossTerms(rank + distill_weight * dist, rank, dist)

@@ -11,18 +11,18 @@ Tie rules (fixed so that every run, chunked or not, gives the same numbers):
   tie-averaged AP.
 - Top-k takes, within a row, the k largest scores; among tied scores the lower column index wins.
 
-The streaming evaluator (`c2srt.evaluate`) calls the same kernels (`ap_of_ranking`,
+The streaming evaluator (`c2srt.protocol`) calls the same kernels (`ap_of_ranking`,
 `topk_true_positives`), so its figures are identical to the ones computed here.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 from typing import Any
 
 import numpy as np
 
+from .choices import EmptyColumn
 from .constants import IGNORE_LABEL, NEGATIVE, POSITIVE
 from .registry import parse_enum
 
@@ -41,13 +41,6 @@ __all__ = [
     "weighted_mean",
     "weighted_mean_average_precision",
 ]
-
-
-class EmptyColumn(str, enum.Enum):
-    """What a column without any positive gets as AP."""
-
-    ZERO = "zero"  # AP 0, counted in the mean (the published NUS-WIDE convention)
-    SKIP = "skip"  # AP NaN, left out of the mean
 
 
 # ----------------------------------------------------------------------------- input handling

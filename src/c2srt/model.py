@@ -10,20 +10,27 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from .backbone import ClipBackbone, create_clip
-from .config import ModelCfg
-from .data.transforms import normalization
-from .heads.base import CosineScore, HeadOutput, build_head, fuse_block
+from .config import DataCfg, GraphCfg, ModelCfg
+from .data.transforms import build_transform, normalization
+from .heads import CosineScore, HeadOutput, build_head, fuse_block
+from .heads.ist import IstModule
 from .registry import drop_none
 from .text import LabelEncoder
+from .vocabulary import check_unique
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from .graph import CategoryGraph
+
+Transform = Callable[["Image.Image"], torch.Tensor]
 
 _logger = logging.getLogger(__name__)
 
@@ -90,9 +97,7 @@ class C2SRT(nn.Module):
     def label_set(self, names: Sequence[str], graph: "CategoryGraph | None" = None) -> LabelSet:
         """Embed a vocabulary and attach its graph edges (needed when IST is on)."""
         names = list(names)
-        if len(set(names)) != len(names):
-            dup = sorted({n for n in names if names.count(n) > 1})
-            raise ValueError(f"duplicate label names in the vocabulary: {dup}")
+        check_unique(names)
         text = self.label_encoder.encode_labels(names)
         edge_index = edge_weight = None
         if self.ist is not None:
@@ -247,6 +252,9 @@ def create_model(
         teacher: build the frozen teacher copy (default: when `cfg.distill`); inference needs none.
         **overrides: top-level `ModelCfg` fields; `None` values are dropped.
 
+    `cfg.init_from` (the weights a run starts from) is not read here: the code that builds a run
+    loads it (`checkpoint.load_init_weights`), so building a model never reads a checkpoint.
+
     Example:
         >>> model = create_model("test-tiny", pretrained=None)
         >>> model(torch.randn(2, 3, 32, 32), ["dog", "cat"]).logits.shape
@@ -280,8 +288,6 @@ def create_model(
     head = build_head(cfg.head, backbone.embed_dim)
     ist = None
     if cfg.ist.mode != "off":
-        from .heads.ist import IstModule
-
         ist = IstModule(
             backbone.embed_dim,
             hidden=cfg.ist.hidden,
@@ -300,8 +306,71 @@ def create_model(
     model = C2SRT(
         backbone, label_encoder, head, ist, cfg, scorer=scorer, image_size=bundle.image_size, mean=mean, std=std, crop_pct=cfg.crop_pct
     )
-    if cfg.init_from:
-        from .checkpoint import load_init_weights
-
-        load_init_weights(model, cfg.init_from)
     return model.to(device)
+
+
+# ------------------------------------------------------------------------------ transforms
+def eval_transform(model: C2SRT) -> Transform:
+    """The evaluation pipeline a model expects: its image size, crop fraction and pixel statistics."""
+    return build_transform(model.image_size, model.mean, model.std, train=False, crop_pct=model.crop_pct)
+
+
+def train_transform(model: C2SRT, data: DataCfg) -> Transform:
+    """The training pipeline of `data` (`DataCfg`) at the model's image size and statistics."""
+    return build_transform(
+        model.image_size,
+        model.mean,
+        model.std,
+        train=True,
+        rand_augment=data.rand_augment,
+        pipeline=data.train_transform,
+        crop_scale=data.crop_scale,
+        auto_augment=data.auto_augment,
+    )
+
+
+def create_model_and_transforms(
+    cfg_or_name: ModelCfg | str, data: DataCfg | None = None, **kwargs: Any
+) -> tuple[C2SRT, Transform, Transform]:
+    """`create_model` with the image pipelines that go with the model (open_clip's function of the same name).
+
+    Args:
+        cfg_or_name, **kwargs: as `create_model`.
+        data: the `DataCfg` whose training pipeline to build (default: `DataCfg()`'s).
+
+    Returns:
+        (model, training transform, evaluation transform); data code then never needs the model.
+    """
+    model = create_model(cfg_or_name, **kwargs)
+    return model, train_transform(model, data if data is not None else DataCfg()), eval_transform(model)
+
+
+def category_graph(
+    model: C2SRT,
+    names: Sequence[str],
+    *,
+    seen: Sequence[str] | None,
+    cfg: GraphCfg,
+    base: "CategoryGraph | None" = None,
+    cache: str | Path | None = None,
+) -> "CategoryGraph | None":
+    """The category graph IST needs for `names` (None when the model has no IST), by `prepare_graph`'s rules.
+
+    `cfg.path` names a graph to use when it exists, else where a new build is saved (besides
+    `cache`, e.g. a run's `graph.json`); `base` (a checkpoint's graph) is extended to the labels it
+    lacks; the "clip" encoder is the model's own text tower.
+    """
+    if model.ist is None:
+        return None
+    from .graph import prepare_graph, text_tower_encoder
+
+    return prepare_graph(
+        list(names),
+        seen=None if seen is None else list(seen),
+        cfg=cfg,
+        base=base,
+        path=cfg.path,
+        cache=cache,
+        clip_encoder=text_tower_encoder(model.label_encoder),
+        progress=True,
+    )

@@ -3,7 +3,7 @@
 MKT's recipe (`utils/lr_decay.py`, `utils/lr_sched.py` of sunanhe/MKT, after BEiT): AdamW groups
 with layer-wise lr decay over the vision blocks and no weight decay on 1-D parameters; the lr is
 set every step from the fractional epoch e: linear warm-up `lr * e / warmup`, then a half-cycle
-cosine from `lr` down to `min_lr`. Fine-tuning (`c2srt.train`) and the mini-world pretraining both
+cosine from `lr` down to `min_lr`. Fine-tuning (`c2srt.training`) and the mini-world pretraining both
 build on these functions, so the schedule lives in one place.
 """
 

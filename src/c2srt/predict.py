@@ -7,6 +7,7 @@ An unreadable image gets a `Prediction` with `error` set (and a warning); it nev
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
@@ -108,6 +109,59 @@ def iter_image_paths(inputs: Iterable[str | Path]) -> Iterator[Path]:
 
 #: most labels drawn per explanation picture
 EXPLAIN_TOP = 3
+#: images per forward pass
+DEFAULT_BATCH_SIZE = 32
+
+
+@dataclass
+class PredictOptions:
+    """How `Recognizer.iter_predict` runs, and what each `Prediction` carries; checked when made.
+
+    Attributes:
+        top: keep the K best labels per image (None: all).
+        threshold: keep labels scoring at least this (applied after `top`).
+        batch_size: images per forward pass.
+        explain_dir: write a PNG per image with the selected patches of its returned labels (at
+            most `explain_top`; the best label when none is returned).
+        explain_top: most labels drawn per explanation picture.
+        progress: show a progress bar (tqdm, on stderr).
+        return_weights: also return each returned label's patch weights (`Prediction.weights`, for
+            pictures such as `viz.region_overlay`).
+        workers: processes that read and transform image files while the model runs (None:
+            `default_workers()`; 0: read them in this process). Used when the inputs are files or
+            folders (not in-memory images) and more than one batch may come.
+
+    Raises:
+        ValueError: a bad `top`, `batch_size`, `explain_top` or `workers`, or an `explain_dir` that is a file.
+    """
+
+    top: int | None = DEFAULT_TOP
+    threshold: float | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    explain_dir: str | Path | None = None
+    explain_top: int = EXPLAIN_TOP
+    progress: bool = False
+    return_weights: bool = False
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.top is not None and self.top < 1:
+            raise ValueError(f"top must be >= 1, got {self.top}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.explain_top < 1:
+            raise ValueError(f"explain_top must be >= 1, got {self.explain_top}")
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.explain_dir is not None:
+            self.explain_dir = Path(self.explain_dir)
+            if self.explain_dir.exists() and not self.explain_dir.is_dir():
+                raise ValueError(f"{self.explain_dir}: the explanation folder is a file")
+
+    @property
+    def need_weights(self) -> bool:
+        """The model must return patch weights: asked for, or drawn in explanations."""
+        return self.return_weights or self.explain_dir is not None
 
 
 class Recognizer:
@@ -129,7 +183,8 @@ class Recognizer:
         graph: "CategoryGraph | None" = None,
         device: str | torch.device = "cpu",
     ) -> None:
-        from .data.transforms import eval_resize, eval_transform
+        from .data.transforms import eval_resize
+        from .model import eval_transform
 
         self.model = model.to(device).eval()
         self.device = torch.device(device)
@@ -239,52 +294,17 @@ class Recognizer:
 
     # ----------------------------------------------------------------------- predict
     def predict(
-        self,
-        images: Sequence[Any] | str | Path,
-        labels: Sequence[str],
-        *,
-        top: int | None = DEFAULT_TOP,
-        threshold: float | None = None,
-        batch_size: int = 32,
-        explain_dir: str | Path | None = None,
-        explain_top: int = EXPLAIN_TOP,
-        progress: bool = False,
-        return_weights: bool = False,
-        workers: int | None = None,
+        self, images: Sequence[Any] | str | Path, labels: Sequence[str], options: PredictOptions | None = None, **kwargs: Any
     ) -> list[Prediction]:
         """Ranked labels per image, in input order (see `iter_predict` for streaming and the arguments)."""
-        return list(
-            self.iter_predict(
-                images,
-                labels,
-                top=top,
-                threshold=threshold,
-                batch_size=batch_size,
-                explain_dir=explain_dir,
-                explain_top=explain_top,
-                progress=progress,
-                return_weights=return_weights,
-                workers=workers,
-            )
-        )
+        return list(self.iter_predict(images, labels, options, **kwargs))
 
     def iter_predict(
-        self,
-        images: Sequence[Any] | str | Path,
-        labels: Sequence[str],
-        *,
-        top: int | None = DEFAULT_TOP,
-        threshold: float | None = None,
-        batch_size: int = 32,
-        explain_dir: str | Path | None = None,
-        explain_top: int = EXPLAIN_TOP,
-        progress: bool = False,
-        return_weights: bool = False,
-        workers: int | None = None,
+        self, images: Sequence[Any] | str | Path, labels: Sequence[str], options: PredictOptions | None = None, **kwargs: Any
     ) -> Iterator[Prediction]:
-        """Stream predictions batch by batch over files and folders, in input order.
+        """Stream predictions batch by batch over files, folders and in-memory images, in input order.
 
-        The arguments are checked and the vocabulary prepared when this is called; images are read
+        The options are checked and the vocabulary prepared when this is called; images are read
         lazily as the iterator is consumed. An unreadable image yields a `Prediction` with `error`
         set (and a warning in the log); it never ends the run.
 
@@ -292,129 +312,32 @@ class Recognizer:
             images: image files and/or folders (searched recursively, sorted), or PIL images (named
                 `image0`, `image1`, ... by position), in any mix.
             labels: the vocabulary.
-            top: keep the K best labels per image (None: all).
-            threshold: keep labels scoring at least this (applied after `top`).
-            batch_size: images per forward pass.
-            explain_dir: write a PNG per image with the selected patches of its returned labels
-                (at most `explain_top`; the best label when none is returned).
-            explain_top: most labels drawn per explanation picture.
-            progress: show a progress bar (tqdm, on stderr).
-            return_weights: also return each returned label's patch weights (`Prediction.weights`,
-                for pictures such as `viz.region_overlay`).
-            workers: processes that read and transform image files while the model runs (None:
-                `default_workers()`; 0: read them in this process). Used when the inputs are files
-                or folders (not in-memory images) and more than one batch may come.
+            options: how to run and what to return (`PredictOptions`; default: its defaults).
+            **kwargs: `PredictOptions` fields that override `options`, e.g. `top=3`, `threshold=0.2`,
+                `batch_size`, `explain_dir`, `explain_top`, `progress`, `return_weights`, `workers`.
 
         Raises:
-            ValueError: a bad `top`, `batch_size`, `explain_top` or `workers`, or a bad vocabulary.
+            ValueError: a bad option (see `PredictOptions`), or a bad vocabulary.
         """
         if isinstance(images, (str, Path)):
             images = [images]
-        if top is not None and top < 1:
-            raise ValueError(f"top must be >= 1, got {top}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if explain_top < 1:
-            raise ValueError(f"explain_top must be >= 1, got {explain_top}")
-        if workers is not None and workers < 0:
-            raise ValueError(f"workers must be >= 0, got {workers}")
-        if explain_dir is not None:
-            explain_dir = Path(explain_dir)
-            if explain_dir.exists() and not explain_dir.is_dir():
-                raise ValueError(f"{explain_dir}: the explanation folder is a file")
+        opts = dataclasses.replace(options or PredictOptions(), **kwargs)
         vocab = self.vocabulary(labels)
         images = list(images)
-        workers = default_workers() if workers is None else workers
-        args = (vocab, top, threshold, batch_size, return_weights, explain_dir, explain_top, progress)
-        if workers and _worth_workers(images, batch_size):
-            return self._stream_files(images, *args, workers)
-        return self._stream(images, *args)
+        workers = default_workers() if opts.workers is None else opts.workers
+        return self._stream(images, vocab, opts, workers if _worth_workers(images, opts.batch_size) else 0)
 
-    def _stream(
-        self,
-        images: list[Any],
-        vocab: "LabelSet",
-        top: int | None,
-        threshold: float | None,
-        batch_size: int,
-        return_weights: bool,
-        explain_dir: Path | None,
-        explain_top: int,
-        progress: bool,
-    ) -> Iterator[Prediction]:
-        def sources() -> Iterator[tuple[str, Any]]:
-            for i, item in enumerate(images):
-                if isinstance(item, (str, Path)):
-                    for path in iter_image_paths([item]):
-                        yield str(path), path
-                else:
-                    yield f"image{i}", item
-
+    def _stream(self, images: list[Any], vocab: "LabelSet", opts: PredictOptions, workers: int) -> Iterator[Prediction]:
+        """The one streaming path: inputs read and transformed batch by batch (in `workers` DataLoader
+        processes, or in this one when 0, so the model never waits for the disk or the JPEG decoder),
+        scored, and yielded in input order, unreadable ones in their place."""
         bar = None
-        if progress:
+        if opts.progress:
             from tqdm import tqdm
 
-            total = sum(1 for _ in sources())  # names only: cheap next to the forward passes
-            bar = tqdm(total=total, unit="img", desc="predict")
-        used_names: set[str] = set()
-        pending: list[tuple[str, Any, str | None]] = []  # (name, image or None, error), in input order
-        n_images = 0
-
-        def flush() -> Iterator[Prediction]:
-            """Run the images of `pending` as one batch; yield every entry (errors too) in order."""
-            batch = [(name, img) for name, img, err in pending if err is None]
-            results = self._run_batch(batch, vocab, top, threshold, return_weights, explain_dir, explain_top, used_names)
-            for name, _, err in pending:
-                yield Prediction(name, error=err) if err is not None else next(results)
-            if bar is not None:
-                bar.update(len(pending))
-
-        try:
-            for name, src in sources():
-                try:
-                    img = open_rgb(src) if isinstance(src, Path) else _as_rgb(src, name)
-                except ValueError as e:  # ImageReadError (a file), or an object that is no image
-                    _logger.warning("skipping %s", e)
-                    if n_images == 0:  # nothing waiting before it: report it now
-                        if bar is not None:
-                            bar.update(1)
-                        yield Prediction(name, error=str(e))
-                    else:
-                        pending.append((name, None, str(e)))
-                    continue
-                pending.append((name, img, None))
-                n_images += 1
-                if n_images == batch_size:
-                    yield from flush()
-                    pending, n_images = [], 0
-            if pending:
-                yield from flush()
-        finally:
-            if bar is not None:
-                bar.close()
-
-    def _stream_files(
-        self,
-        images: list[Any],
-        vocab: "LabelSet",
-        top: int | None,
-        threshold: float | None,
-        batch_size: int,
-        return_weights: bool,
-        explain_dir: Path | None,
-        explain_top: int,
-        progress: bool,
-        workers: int,
-    ) -> Iterator[Prediction]:
-        """`_stream` for files and folders, with reading, decoding and the transform in DataLoader
-        workers, so that the model never waits for the disk or the JPEG decoder."""
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=sum(1 for _ in iter_image_paths(images)), unit="img", desc="predict")
+            bar = tqdm(total=sum(1 for _ in _sources(images)), unit="img", desc="predict")  # names only: cheap
         loader = torch.utils.data.DataLoader(
-            _FileBatches(images, self.transform, batch_size, keep_images=explain_dir is not None),
+            _Batches(images, self.transform, opts.batch_size, keep_images=opts.explain_dir is not None),
             batch_size=None,  # the dataset yields whole batches
             num_workers=workers,
             pin_memory=self.device.type == "cuda",
@@ -426,10 +349,7 @@ class Recognizer:
                     if err is not None:
                         _logger.warning("skipping %s", err)
                 ok = [(name, img) for (name, err), img in zip(item["entries"], item["images"]) if err is None]
-                results = self._run_batch(
-                    ok, vocab, top, threshold, return_weights, explain_dir, explain_top, used_names,
-                    pixels=item["pixels"], sizes=item["sizes"],
-                )
+                results = self._run_batch(ok, vocab, opts, used_names, pixels=item["pixels"], sizes=item["sizes"])
                 for name, err in item["entries"]:
                     yield Prediction(name, error=err) if err is not None else next(results)
                 if bar is not None:
@@ -442,23 +362,19 @@ class Recognizer:
         self,
         batch: list[tuple[str, Any]],
         vocab: "LabelSet",
-        top: int | None,
-        threshold: float | None,
-        return_weights: bool,
-        explain_dir: Path | None,
-        explain_top: int,
+        opts: PredictOptions,
         used_names: set[str],
         *,
-        pixels: torch.Tensor | None = None,
-        sizes: list[tuple[int, int]] | None = None,
+        pixels: torch.Tensor | None,
+        sizes: list[tuple[int, int]],
     ) -> Iterator[Prediction]:
-        """Predictions for `batch` [(name, image)]; `pixels` and `sizes` when the images were read
-        and transformed elsewhere (then an image is None unless an explanation needs it)."""
+        """Predictions for `batch` [(name, image or None)]: its `pixels` [n, 3, H, W] (None when the
+        batch is empty) and the images' `sizes`; an image is kept only for an explanation."""
         if pixels is None:
-            pixels = torch.stack([self.transform(img) for _, img in batch])  # [B, 3, H, W]
+            return
         x = pixels.to(self.device, non_blocking=True)
         with torch.no_grad():
-            out = self.model(x, vocab, return_weights=return_weights or explain_dir is not None)
+            out = self.model(x, vocab, return_weights=opts.need_weights)
         logits = out.logits.float().cpu()  # [B, K]
         counts = out.counts.cpu() if out.counts is not None else None  # [B, K]
         weights = out.weights.float().cpu() if out.weights is not None else None  # [B, N, K]
@@ -468,20 +384,20 @@ class Recognizer:
         for b, (name, img) in enumerate(batch):
             scores = logits[b].tolist()
             ranked = [(names[k], scores[k]) for k in torch.argsort(logits[b], descending=True, stable=True).tolist()]
-            kept = keep_labels(ranked, top, threshold)
+            kept = keep_labels(ranked, opts.top, opts.threshold)
             ks = [index[n] for n, _ in kept]
-            pred = Prediction(name, kept, crop_box=self._crop_box(sizes[b] if sizes is not None else img.size))
+            pred = Prediction(name, kept, crop_box=self._crop_box(sizes[b]))
             if counts is not None:
                 pred.counts = {names[k]: int(counts[b, k]) for k in ks}
-            if return_weights and weights is not None:
+            if opts.return_weights and weights is not None:
                 per_label = weights[b][:, ks].numpy().T  # [N, K] -> [L, N], a copy: the batch is not kept alive
                 pred.weights = {names[k]: per_label[i] for i, k in enumerate(ks)}
             if neighbors:
                 pred.neighbors = {n: neighbors[n] for n, _ in kept}
-            if explain_dir is not None and weights is not None:
-                drawn = [index[n] for n, _ in (kept[:explain_top] or ranked[:1])]  # the best label when none is kept
+            if opts.explain_dir is not None and weights is not None:
+                drawn = [index[n] for n, _ in (kept[: opts.explain_top] or ranked[:1])]  # the best label when none is kept
                 row_counts = counts[b] if counts is not None else None
-                path = self._explain(name, img, weights[b], scores, row_counts, drawn, names, explain_dir, used_names)
+                path = self._explain(name, img, weights[b], scores, row_counts, drawn, names, opts.explain_dir, used_names)
                 pred.explanation = str(path)
             yield pred
 
@@ -535,13 +451,25 @@ def _worth_workers(images: Sequence[Any], batch_size: int) -> bool:
     return len(images) > batch_size or any(Path(x).is_dir() for x in images)
 
 
-class _FileBatches(torch.utils.data.IterableDataset):
-    """Batches of image files, read and transformed where the iterator runs (a DataLoader worker).
+def _sources(inputs: list[Any]) -> Iterator[tuple[str, Any]]:
+    """(name, source) of every input in order: an image file (a `Path`), or an in-memory image named by position."""
+    for i, item in enumerate(inputs):
+        if isinstance(item, (str, Path)):
+            for path in iter_image_paths([item]):
+                yield str(path), path
+        else:
+            yield f"image{i}", item
+
+
+class _Batches(torch.utils.data.IterableDataset):
+    """Batches of inputs (files or in-memory images), read and transformed where the iterator runs:
+    a DataLoader worker, or this process.
 
     Worker w of W takes batches w, w + W, w + 2W, ... of the input order; the DataLoader asks its
     workers in turn, so the batches come back in input order. Each batch holds `batch_size` inputs:
-    `entries` [(name, error or None)], `pixels` [n readable, 3, H, W] (None if none is), `images`
-    (the PIL images when `keep_images`, for explanations; None entries otherwise).
+    `entries` [(name, error or None)], `pixels` [n readable, 3, H, W] (None if none is), `sizes`
+    (of the readable ones), `images` (the PIL images when `keep_images`, for explanations; None
+    entries otherwise).
     """
 
     def __init__(self, inputs: list[Any], transform: Any, batch_size: int, *, keep_images: bool) -> None:
@@ -555,18 +483,18 @@ class _FileBatches(torch.utils.data.IterableDataset):
         pixels: list[torch.Tensor] = []
         images: list[Any] = []
         sizes: list[tuple[int, int]] = []
-        for i, path in enumerate(iter_image_paths(self.inputs)):
+        for i, (name, src) in enumerate(_sources(self.inputs)):
             if (i // self.batch_size) % n_workers != worker:
                 continue
             try:
-                img = open_rgb(path)
+                img = open_rgb(src) if isinstance(src, Path) else _as_rgb(src, name)
                 pixels.append(self.transform(img))
                 images.append(img if self.keep_images else None)
                 sizes.append(img.size)
-                entries.append((str(path), None))
-            except ValueError as e:  # ImageReadError
+                entries.append((name, None))
+            except ValueError as e:  # ImageReadError (a file), or an object that is no image
                 images.append(None)
-                entries.append((str(path), str(e)))
+                entries.append((name, str(e)))
             if (i + 1) % self.batch_size == 0:
                 yield self._batch(entries, pixels, images, sizes)
                 entries, pixels, images, sizes = [], [], [], []
@@ -586,37 +514,3 @@ def _as_rgb(image: Any, name: str) -> "Image.Image":
     if not isinstance(image, Image.Image):
         raise ValueError(f"{name}: expected a file path or a PIL image, got {type(image).__name__}")
     return image if image.mode == "RGB" else image.convert("RGB")
-
-
-def format_predictions(preds: Sequence[Prediction], fmt: str = "table") -> str:
-    """Render predictions as a text table, JSON or CSV."""
-    import io
-    import json
-
-    if fmt == "json":
-        return json.dumps([p.to_dict() for p in preds], indent=2)
-    if fmt == "csv":
-        import csv
-
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["image", "rank", "label", "score", "patches", "error"])
-        for p in preds:
-            if p.error:
-                w.writerow([p.source, "", "", "", "", p.error])
-            for r, (n, s) in enumerate(p.labels, 1):
-                w.writerow([p.source, r, n, f"{s:.6f}", p.counts.get(n, ""), ""])
-        return buf.getvalue()
-    if fmt != "table":
-        raise ValueError(f"unknown format {fmt!r}; use table, json or csv")
-    lines = []
-    for p in preds:
-        lines.append(p.source)
-        if p.error:
-            lines.append(f"  error: {p.error}")
-        for r, (n, s) in enumerate(p.labels, 1):
-            extra = f"  ({p.counts[n]} patch{'' if p.counts[n] == 1 else 'es'})" if n in p.counts else ""
-            lines.append(f"  {r:>2}. {n:<30} {s:8.4f}{extra}")
-        if p.explanation:
-            lines.append(f"  explanation: {p.explanation}")
-    return "\n".join(lines)

@@ -20,7 +20,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -244,6 +244,96 @@ def heatmap(item: TaggedImage, label: str, image_size: int) -> tuple[np.ndarray,
     return picture, caption + "."
 
 
+@dataclass
+class PageTags:
+    """What one click on "Tag" gives the page; `build_app` only shows it.
+
+    Attributes:
+        status: the status line (Markdown).
+        done: False when nothing could be tagged (a bad vocabulary, no image, the model failed).
+        items: every upload in upload order, an unreadable one carrying its error.
+        notes: messages the page also pops up (problems, images left out), in order.
+    """
+
+    status: str
+    done: bool = True
+    items: list[TaggedImage] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def tagged(self) -> list[TaggedImage]:
+        """The images that were read and tagged."""
+        return [it for it in self.items if it.error is None]
+
+    @property
+    def first(self) -> TaggedImage | None:
+        """The image the page explains first."""
+        tagged = self.tagged
+        return tagged[0] if tagged else None
+
+    def score_range(self) -> tuple[float, float] | None:
+        """(low, high) for the threshold slider: every score shown, to 0.01; None without scores."""
+        scores = [s for it in self.tagged for _, s in it.prediction.labels]
+        if not scores:
+            return None
+        lo, hi = math.floor(min(scores) * 100) / 100, math.ceil(max(scores) * 100) / 100
+        return lo, max(hi, lo + 0.01)
+
+    def predictions(self, top: float | None) -> list[dict[str, Any]]:
+        """Each image's result as `c2srt predict --format json` writes it, cut to the `top` best labels."""
+        return [_as_json(it, top) for it in self.items]
+
+
+def _nothing_tagged(message: str) -> PageTags:
+    return PageTags(f"**Nothing tagged:** {html.escape(message)}", done=False, notes=[message])
+
+
+def tag_page(recognizer: Recognizer, files: Sequence[str | Path] | None, vocabulary: str | None) -> PageTags:
+    """The page's "Tag": read the uploads, parse the vocabulary, tag every readable image.
+
+    Nothing here raises for what a person can do on the page: a bad vocabulary, no image, an
+    unreadable upload, too many images, or a model failure (e.g. out of memory) becomes a status
+    line and notes, and the page keeps serving.
+
+    Args:
+        recognizer: the model wrapper.
+        files: the uploaded files (Gradio's temporary paths), in upload order.
+        vocabulary: the typed vocabulary (commas or new lines).
+    """
+    try:
+        labels = parse_vocabulary(vocabulary)
+    except ValueError as e:
+        return _nothing_tagged(str(e))
+    if not files:
+        return _nothing_tagged("no image: drop one or more image files first")
+    notes: list[str] = []
+    paths = [str(f) for f in files]
+    if len(paths) > MAX_IMAGES:
+        notes.append(f"only the first {MAX_IMAGES} of {len(paths)} images were tagged")
+        paths = paths[:MAX_IMAGES]
+    opened: list[tuple[str, Any] | TaggedImage] = []  # an image, or the error in its place
+    for path, name in zip(paths, unique_names(paths)):
+        try:
+            opened.append((name, open_upload(path, name)))
+        except ValueError as e:
+            opened.append(TaggedImage(name, None, Prediction(name, error=str(e))))
+            notes.append(str(e))
+    good = [o for o in opened if isinstance(o, tuple)]
+    try:
+        done = iter(tag_images(recognizer, good, labels) if good else [])
+    except ValueError as e:  # a vocabulary the model cannot use (e.g. a label its graph rejects)
+        return _nothing_tagged(str(e))
+    except RuntimeError as e:  # e.g. out of memory: say so on the page and keep serving
+        _logger.exception("tagging %d image(s) failed", len(good))
+        return PageTags(f"**Nothing tagged:** the model failed ({html.escape(str(e))})", done=False, notes=[f"the model failed: {e}"])
+    items = [next(done) if isinstance(o, tuple) else o for o in opened]  # upload order kept
+    tags = PageTags("", items=items, notes=notes)
+    tags.status = f"Tagged {len(tags.tagged)} image(s) with {len(labels)} labels."
+    if notes:
+        tags.status += "\n\n" + "\n".join(f"- **problem:** {html.escape(n)}" for n in notes)
+    return tags
+
+
 # ------------------------------------------------------------------------------- rendering
 _CELL = "border:none;border-bottom:1px solid var(--border-color-primary,#e5e7eb);padding:3px 8px;text-align:{}"
 _TABLE = "width:100%;border-collapse:collapse;border:none;margin:0 0 0.8em 0"
@@ -374,64 +464,26 @@ def build_app(recognizer: Recognizer, *, saved_vocabularies: Mapping[str, Sequen
         return picture, caption, neighbors_html(item, label)
 
     def on_tag(images: list[str] | None, vocabulary: str, top: float):
-        empty = ([], [], results_html([], None, None), gr.update(), gr.update(choices=[], value=None),
-                 gr.update(choices=[], value=None), None, "", "")  # fmt: skip
-        try:
-            labels = parse_vocabulary(vocabulary)
-        except ValueError as e:
-            _warn(str(e))
-            return (f"**Nothing tagged:** {html.escape(str(e))}", *empty)
-        if not images:
-            msg = "no image: drop one or more image files first"
-            _warn(msg)
-            return (f"**Nothing tagged:** {msg}", *empty)
-        notes: list[str] = []
-        paths = [str(f) for f in images]
-        if len(paths) > MAX_IMAGES:
-            notes.append(f"only the first {MAX_IMAGES} of {len(paths)} images were tagged")
-            paths = paths[:MAX_IMAGES]
-        opened: list[tuple[str, Any] | TaggedImage] = []  # an image, or the error in its place
-        for p, name in zip(paths, unique_names(paths)):
-            try:
-                opened.append((name, open_upload(p, name)))
-            except ValueError as e:
-                opened.append(TaggedImage(name, None, Prediction(name, error=str(e))))
-                notes.append(str(e))
-        good = [o for o in opened if isinstance(o, tuple)]
-        try:
-            done = iter(tag_images(recognizer, good, labels) if good else [])
-        except ValueError as e:  # a vocabulary the model cannot use (e.g. a label its graph rejects)
-            _warn(str(e))
-            return (f"**Nothing tagged:** {html.escape(str(e))}", *empty)
-        except RuntimeError as e:  # e.g. out of memory: say so on the page and keep serving
-            _logger.exception("tagging %d image(s) failed", len(good))
-            _warn(f"the model failed: {e}")
-            return (f"**Nothing tagged:** the model failed ({html.escape(str(e))})", *empty)
-        items = [next(done) if isinstance(o, tuple) else o for o in opened]  # upload order kept
-        for n in notes:
-            _warn(n)
-        tagged = [it for it in items if it.error is None]
-        status = f"Tagged {len(tagged)} image(s) with {len(labels)} labels."
-        if notes:
-            status += "\n\n" + "\n".join(f"- **problem:** {html.escape(n)}" for n in notes)
-        scores = [s for it in tagged for _, s in it.prediction.labels]
-        slider = gr.update()
-        if scores:
-            lo, hi = math.floor(min(scores) * 100) / 100, math.ceil(max(scores) * 100) / 100
-            slider = gr.update(minimum=lo, maximum=max(hi, lo + 0.01), value=lo)
-        first = tagged[0] if tagged else None
+        tags = tag_page(recognizer, images, vocabulary)
+        for note in tags.notes:
+            _warn(note)
+        if not tags.done:
+            return (tags.status, [], [], results_html([], None, None), gr.update(), gr.update(choices=[], value=None),
+                    gr.update(choices=[], value=None), None, "", "")  # fmt: skip
+        span = tags.score_range()
+        slider = gr.update() if span is None else gr.update(minimum=span[0], maximum=span[1], value=span[0])
+        first = tags.first
         ranked = [n for n, _ in first.prediction.labels] if first else []
         label = ranked[0] if ranked else None
-        predictions = [_as_json(it, top) for it in items]
         return (
-            status,
-            items,
-            predictions,
-            results_html(items, None, top),
+            tags.status,
+            tags.items,
+            tags.predictions(top),
+            results_html(tags.items, None, top),
             slider,
-            gr.update(choices=[it.name for it in tagged], value=first.name if first else None),
+            gr.update(choices=[it.name for it in tags.tagged], value=first.name if first else None),
             gr.update(choices=ranked, value=label),
-            *on_explain(items, first.name if first else None, label),
+            *on_explain(tags.items, first.name if first else None, label),
         )
 
     def on_filter(items: list[TaggedImage], threshold: float, top: float) -> str:
@@ -477,7 +529,7 @@ def build_app(recognizer: Recognizer, *, saved_vocabularies: Mapping[str, Sequen
                     )  # fmt: skip
                     with gr.Column(scale=2):
                         caption = gr.Markdown("", label="Caption", elem_id="c2srt-caption")
-                        neighbours = gr.HTML("", label="Neighbours", elem_id="c2srt-neighbors")
+                        neighbors = gr.HTML("", label="Neighbours", elem_id="c2srt-neighbors")
 
         # Named endpoints (gradio_client: /tag, /filter, /explain); the page's own glue stays out of the API docs.
         saved.change(
@@ -487,7 +539,7 @@ def build_app(recognizer: Recognizer, *, saved_vocabularies: Mapping[str, Sequen
             on_tag,
             inputs=[files, vocab, top],
             outputs=[
-                status, state, predictions, results, threshold, image_pick, label_pick, picture, caption, neighbours
+                status, state, predictions, results, threshold, image_pick, label_pick, picture, caption, neighbors
             ],  # fmt: skip
             api_name="tag",
             concurrency_limit=1,  # one forward pass at a time: the recognizer caches one vocabulary
@@ -498,14 +550,14 @@ def build_app(recognizer: Recognizer, *, saved_vocabularies: Mapping[str, Sequen
         image_pick.change(
             on_pick_image,
             inputs=[state, image_pick],
-            outputs=[label_pick, picture, caption, neighbours],
+            outputs=[label_pick, picture, caption, neighbors],
             api_name="pick_image",
             api_visibility="undocumented",
         )
         label_pick.change(
             on_explain,
             inputs=[state, image_pick, label_pick],
-            outputs=[picture, caption, neighbours],
+            outputs=[picture, caption, neighbors],
             api_name="explain",
         )
     return app

@@ -1,6 +1,8 @@
 """Pictures of results people would rather look at than read: curves and selected regions.
 
-matplotlib is imported inside each function (Agg backend), so importing c2srt stays cheap.
+matplotlib is imported inside each function, so importing c2srt stays cheap, and pictures are
+`matplotlib.figure.Figure` objects saved to files (`new_figure`, `save_picture`): no pyplot, no
+backend switch, nothing global changes, so a notebook's own plotting is left as it was.
 """
 
 from __future__ import annotations
@@ -8,29 +10,29 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
-def _save(fig, out: str | Path) -> Path:
-    from .io import atomic_path
+PICTURE_DPI = 110  # resolution of every picture viz writes
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format=out.suffix.lstrip(".") or "png")
-    _pyplot().close(fig)
-    return out
+
+def new_figure(**kwargs: Any) -> "Figure":
+    """A matplotlib Figure made without pyplot (so without global state); `kwargs` as `Figure`'s (figsize, ...)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
+def save_picture(fig: "Figure", out: str | Path) -> Path:
+    """Write a picture as viz writes them all (PICTURE_DPI, tight box), atomically (`io.save_figure`)."""
+    from .io import save_figure
+
+    return save_figure(fig, out, dpi=PICTURE_DPI, bbox_inches="tight")
 
 
 def plot_curves(metrics_csv: str | Path, out: str | Path, *, title: str | None = None) -> Path:
@@ -56,10 +58,10 @@ def plot_curves(metrics_csv: str | Path, out: str | Path, *, title: str | None =
                 series.setdefault(key, []).append((float(step), float(value)))
     if not series:
         raise ValueError(f"{path}: no loss or mAP columns to plot")
-    plt = _pyplot()
     losses = {k: v for k, v in series.items() if k.startswith("train/")}
     maps = {k: v for k, v in series.items() if not k.startswith("train/")}
-    fig, axes = plt.subplots(1, 2 if maps else 1, figsize=(10 if maps else 5, 3.6), squeeze=False)
+    fig = new_figure(figsize=(10 if maps else 5, 3.6))
+    axes = fig.subplots(1, 2 if maps else 1, squeeze=False)
     for key, pts in sorted(losses.items()):
         xs, ys = zip(*pts)
         axes[0, 0].plot(xs, ys, label=key.split("/", 1)[1])
@@ -73,7 +75,7 @@ def plot_curves(metrics_csv: str | Path, out: str | Path, *, title: str | None =
         axes[0, 1].legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    return _save(fig, out)
+    return save_picture(fig, out)
 
 
 def _as_percent(values: Sequence[float]) -> list[float]:
@@ -105,8 +107,8 @@ def plot_multi_curves(
         }
     if not any(pts for series in data.values() for pts in series.values()):
         raise ValueError(f"nothing to plot: no train/loss or {metrics} in {list(runs.values())}")
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 1 + len(metrics), figsize=(4.2 * (1 + len(metrics)), 3.6), squeeze=False)
+    fig = new_figure(figsize=(4.2 * (1 + len(metrics)), 3.6))
+    axes = fig.subplots(1, 1 + len(metrics), squeeze=False)
     for name, series in data.items():
         if series["train/loss"]:
             axes[0, 0].plot(*zip(*series["train/loss"]), label=name)
@@ -120,7 +122,7 @@ def plot_multi_curves(
         ax.set(xlabel="step", ylabel=f"{name} (%)", title=f"validation {block.upper()} {name}")
     for ax in axes.flat:
         ax.legend(fontsize=7)
-    return _save(fig, out)
+    return save_picture(fig, out)
 
 
 EXPLAIN_MAX_SIDE = 384  # px: explanation PNGs draw the photo at most this large
@@ -259,7 +261,6 @@ def region_heatmaps(
     """
     import matplotlib.patches as mpatches
 
-    plt = _pyplot()
     if weights.ndim != 2:
         raise ValueError(f"weights must be [N, L], got shape {tuple(weights.shape)}")
     n_patches, n_labels = weights.shape
@@ -282,7 +283,8 @@ def region_heatmaps(
     rows = math.ceil((n_labels + 1) / cols)
     panel_w = 3.0
     panel_h = min(4.5, max(1.5, panel_w * h / w)) + 0.5  # room for the two-line title
-    fig, axes = plt.subplots(rows, cols, figsize=(panel_w * cols, panel_h * rows), squeeze=False)
+    fig = new_figure(figsize=(panel_w * cols, panel_h * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     whole = (left, top, right, bottom) == (0.0, 0.0, float(w), float(h))
@@ -298,4 +300,4 @@ def region_heatmaps(
         ax.set_title(f"{labels[i]}\nscore {scores[i]:.3f}, {_patch_count_text(int(counts[i]))}", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    return _save(fig, out)
+    return save_picture(fig, out)

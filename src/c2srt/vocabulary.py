@@ -12,13 +12,16 @@ empty) and on what is an error. The policy:
   kept once;
 - a *list* given in code (`check_labels`) must already be clean: an empty or repeated label is an
   error naming it.
+
+`check_unique` is the one check for a label given twice: every vocabulary (a file, a list, a
+graph's labels, a dataset's, a reader's label ids) calls it, and its message names the two places.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
 
 _SEPARATORS = re.compile(r"[,\n\r]+")
@@ -45,6 +48,31 @@ def parse_labels(text: str | None, *, what: str = "the vocabulary") -> list[str]
     return list(labels)
 
 
+def check_unique(
+    names: Sequence[Hashable], *, what: str = "the vocabulary", lines: Sequence[int] | None = None, kind: str = "label"
+) -> None:
+    """Raise ValueError for the first name given twice, naming both places.
+
+    Args:
+        names: the labels (or label ids), in order.
+        what: where they come from, for the message: "the vocabulary", a file's path.
+        lines: for a file read line by line, the 1-based line of each name (then `what` is the file).
+        kind: what a name is, for the message ("label", "unseen label").
+
+    Raises:
+        ValueError: "`what`: duplicate label 'dog' (positions 1 and 3)", or for a file
+            "`what`:`line`: duplicate label 'dog' (first on line 1)".
+    """
+    first: dict[Hashable, int] = {}
+    for i, name in enumerate(names):
+        j = first.setdefault(name, i)
+        if j == i:
+            continue
+        if lines is not None:
+            raise ValueError(f"{what}:{lines[i]}: duplicate {kind} {name!r} (first on line {lines[j]})")
+        raise ValueError(f"{what}: duplicate {kind} {name!r} (positions {j + 1} and {i + 1})")
+
+
 def read_label_file(path: str | os.PathLike[str], what: str = "label file") -> list[str]:
     """Labels from a UTF-8 text file, one per line (blank lines and `#` comments skipped).
 
@@ -64,7 +92,7 @@ def read_label_file(path: str | os.PathLike[str], what: str = "label file") -> l
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     labels: list[str] = []
-    first_line: dict[str, int] = {}
+    lines: list[int] = []
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
             try:
@@ -74,10 +102,9 @@ def read_label_file(path: str | os.PathLike[str], what: str = "label file") -> l
             name = line.strip()
             if not name or name.startswith(COMMENT_PREFIX):
                 continue
-            if name in first_line:
-                raise ValueError(f"{path}:{lineno}: duplicate label {name!r} (first on line {first_line[name]})")
-            first_line[name] = lineno
             labels.append(name)
+            lines.append(lineno)
+    check_unique(labels, what=str(path), lines=lines)
     if not labels:
         raise ValueError(f"{path}: no labels in this {what} (one label per line expected)")
     return labels
@@ -92,13 +119,10 @@ def check_labels(labels: Iterable[object], *, what: str = "the vocabulary") -> l
     names = [str(s).strip() for s in labels]
     if not names:
         raise ValueError(f"{what} is empty")
-    first: dict[str, int] = {}
     for i, name in enumerate(names):
         if not name:
             raise ValueError(f"{what}: label {i + 1} is empty")
-        if name in first:
-            raise ValueError(f"{what}: label {name!r} appears twice (positions {first[name] + 1} and {i + 1})")
-        first[name] = i
+    check_unique(names, what=what)
     return names
 
 

@@ -100,7 +100,7 @@ def test_missing_image_raises_then_skip_bad_drops_and_counts(tmp_path: Path, mak
 
 
 def test_contract_checks(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="duplicate label name 'a'"):
+    with pytest.raises(ValueError, match="duplicate label 'a'"):
         MultiLabelDataset(["x"], np.ones((1, 2), np.int8), ["a", "a"], [True, True])
     with pytest.raises(ValueError, match="shape"):
         MultiLabelDataset(["x"], np.ones((1, 3), np.int8), ["a", "b"], [True, True])

@@ -66,3 +66,43 @@ def test_local_gemma_build(gemma_cache: Path, monkeypatch: pytest.MonkeyPatch) -
     assert g.num_edges >= 1
     assert "fork" in [n for n, _ in g.neighbors("knife")]  # the one relation a 270M model cannot miss (knife is unseen)
     assert sum(g.report["dropped"][r] for r in ("unknown_name", "duplicate", "self_loop", "out_of_range", "malformed")) == 0
+
+
+def test_first_use_conversion_shows_no_transformers_bar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd) -> None:
+    """`c2srt graph build` converts the packaged GGUF on first use; transformers' own "Writing model
+    shards" bar (and its loading bars) must not appear beside c2srt's progress."""
+    import logging
+    from types import SimpleNamespace
+
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    class FakeModel:
+        config = SimpleNamespace()
+        hf_quantizer = None
+
+        def to(self, dtype: object) -> "FakeModel":
+            return self
+
+        def save_pretrained(self, path: Path) -> None:  # as transformers writes its shards
+            for _ in hf_logging.tqdm(range(3), desc="Writing model shards"):
+                pass
+            (Path(path) / "config.json").write_text("{}")
+
+    class FakeTokenizer:
+        def save_pretrained(self, path: Path) -> None:
+            pass
+
+    monkeypatch.setattr(llm_mod, "_require_llm_extra", lambda: SimpleNamespace(MODEL_NAME="m.gguf", assemble=lambda p: None))
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: FakeModel())
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: FakeTokenizer())
+    ours = logging.getLogger("c2srt")
+    level, bars = ours.level, hf_logging.is_progress_bar_enabled()
+    ours.setLevel(logging.INFO)  # not `-v`: at DEBUG, transformers may speak
+    try:
+        llm_mod._build_local_cache(tmp_path / "gemma")
+    finally:
+        ours.setLevel(level)
+    assert (tmp_path / "gemma" / "config.json").is_file()
+    assert "Writing model shards" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled() == bars  # the setting is restored afterwards

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from c2srt.heads.ist import IstModule, neighbour_table, take_rows
+from c2srt.heads.ist import IstModule, neighbor_table, take_rows
 
 D, K = 16, 6
 # a chain 0 -> 1 -> 2 and a pair 4 -> 5; node 3 is isolated
@@ -27,8 +27,8 @@ def _inputs(B: int = 3, seed: int = 0):
     return torch.randn(B, K, D, generator=g), F.normalize(torch.randn(K, D, generator=g), dim=-1)
 
 
-def test_neighbour_table_lists_in_neighbours_with_mean_weighted_self_loops() -> None:
-    t = neighbour_table(EDGES, WEIGHTS, K)
+def test_neighbor_table_lists_in_neighbors_with_mean_weighted_self_loops() -> None:
+    t = neighbor_table(EDGES, WEIGHTS, K)
     rows = {c: sorted((int(i), round(float(w), 4)) for i, w, m in zip(t.index[c], t.weight[c], t.mask[c]) if m) for c in range(K)}
     # node 1 hears 0 (0.9) and itself (the mean of its incoming weights, 0.9); node 0 has no edge in: weight 0
     assert rows == {0: [(0, 0.0)], 1: [(0, 0.9), (1, 0.9)], 2: [(1, 0.5), (2, 0.5)], 3: [(3, 0.0)], 4: [(4, 0.0)], 5: [(4, 1.0), (5, 1.0)]}
@@ -167,7 +167,7 @@ def test_gather_layer_equals_torch_geometric_gatv2conv(seed: int) -> None:
     h = torch.randn(n, 16, generator=g)
     for conv in m.convs:
         ref = _pyg_layer(conv, h, ei, ew)
-        table = neighbour_table(ei, ew, n)
+        table = neighbor_table(ei, ew, n)
         torch.testing.assert_close(gatv2_gather(conv, h, table), ref, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(gatv2_gather(conv, h, table, block=1), ref, rtol=1e-5, atol=1e-5)  # one node per block
 
@@ -178,7 +178,7 @@ def test_gather_layer_gradients_equal_torch_geometric() -> None:
     m = _module().train()
     conv = m.convs[0]
     h = torch.randn(K, 16, requires_grad=True)
-    gatv2_gather(conv, h, neighbour_table(EDGES, WEIGHTS, K)).square().sum().backward()
+    gatv2_gather(conv, h, neighbor_table(EDGES, WEIGHTS, K)).square().sum().backward()
     mine = [h.grad.clone()] + [p.grad.clone() for p in conv.parameters()]
     h.grad = None
     conv.zero_grad()
@@ -243,7 +243,7 @@ def test_labels_outside_the_subgraph_keep_their_no_evidence_score() -> None:
 
 
 def test_candidates_are_ranked_by_the_no_evidence_score() -> None:
-    from c2srt.heads.ist import neighbour_table as table_of
+    from c2srt.heads.ist import neighbor_table as table_of
 
     f_img, text = _inputs(4, seed=5)
     m = _module(top_m=2)
@@ -371,7 +371,7 @@ def test_gather_layer_without_self_loops_equals_torch_geometric(seed: int) -> No
     conv = GATv2Conv(16, 4, heads=4, edge_dim=1, add_self_loops=False)
     torch.nn.init.normal_(conv.bias)
     h = torch.randn(n, 16, generator=g, requires_grad=True)
-    table = neighbour_table(ei, ew, n, self_loops=False)
+    table = neighbor_table(ei, ew, n, self_loops=False)
     assert not table.mask[25:].any() and table.mask[:25].sum() <= e
     from torch_geometric.utils import remove_self_loops
 

@@ -70,8 +70,7 @@ def test_evaluate_row_scores_zsl_as_a_pass_over_the_unseen_labels(tmp_path, zero
     """Against an independent computation: the model run on the unseen labels alone (ZSL), on all (GZSL)."""
     from c2srt.config import Cfg, merge_config
     from c2srt.data.base import build_dataset
-    from c2srt.data.transforms import eval_transform
-    from c2srt.model import create_model
+    from c2srt.model import create_model, eval_transform
 
     torch.manual_seed(0)
     cfg = merge_config(Cfg(), {"data": {"name": "miniworld", "options": {"n_test": 24}}, "eval": {"batch_size": 10}})

@@ -1,7 +1,9 @@
-"""Datasets: the contract, the registry and the readers (mini-world, NUS-WIDE, Open Images, your own files).
+"""Datasets: the contract, the registry and the readers (NUS-WIDE, Open Images, your own files).
 
 Each reader module registers its names in `DATASETS` when imported; this package imports them all
-(about 50 ms), so every registered name is available once `c2srt.data` is imported.
+(about 50 ms), so every registered name is available once `c2srt.data` is imported. Datasets of
+applications built on the library are lazy entries: the name is known here, and the module that
+registers it is imported only when the name is used (the mini-world's scenes, `data.name: miniworld`).
 """
 
 from . import folder, nus_wide, open_images  # noqa: F401  (each registers its readers)
@@ -12,6 +14,7 @@ from .base import (
     DataProblem,
     MultiLabelDataset,
     build_dataset,
+    check_dataset,
     check_images,
     collate_samples,
     list_datasets,
@@ -19,9 +22,7 @@ from .base import (
 )
 from .transforms import build_transform, normalization
 
-# The mini-world is an application of the library (its own package); its benchmark scenes register
-# as "miniworld" here, so configs with `data.name: miniworld` work wherever c2srt.data is imported.
-from ..miniworld import dataset as _miniworld  # noqa: E402, F401  (after .base: it registers into DATASETS)
+DATASETS.add_lazy("miniworld", "c2srt.miniworld.dataset")  # the mini-world application's benchmark scenes
 
 __all__ = [
     "DATASETS",
@@ -31,6 +32,7 @@ __all__ = [
     "MultiLabelDataset",
     "build_dataset",
     "build_transform",
+    "check_dataset",
     "check_images",
     "collate_samples",
     "list_datasets",

@@ -18,6 +18,7 @@ can count it.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import os
@@ -31,7 +32,9 @@ from PIL import Image
 
 from ..constants import IGNORE_LABEL, NEGATIVE, POSITIVE
 from ..images import ImageReadError, open_rgb
-from ..registry import Registry
+from ..registry import DATASETS
+from ..vocabulary import check_unique
+from .check import check_image_files
 
 if TYPE_CHECKING:
     from ..config import DataCfg
@@ -101,15 +104,6 @@ def _is_sparse(m: Any) -> bool:
     return hasattr(m, "tocsr") and hasattr(m, "nnz")
 
 
-def _first_duplicate(names: Sequence[str]) -> str | None:
-    seen: set[str] = set()
-    for n in names:
-        if n in seen:
-            return n
-        seen.add(n)
-    return None
-
-
 def _check_label_values(labels: Any, what: str) -> None:
     values = labels.data if _is_sparse(labels) else labels
     if values.size and (int(values.min()) < NEGATIVE or int(values.max()) > POSITIVE):
@@ -164,9 +158,7 @@ class MultiLabelDataset(torch.utils.data.Dataset):
         self.paths = [str(p) for p in paths]
         names = [str(n) for n in label_names]
         k = len(names)
-        dup = _first_duplicate(names)
-        if dup is not None:
-            raise ValueError(f"{name}: duplicate label name {dup!r} in the vocabulary")
+        check_unique(names, what=name)
         if _is_sparse(labels):
             labels = labels.tocsr().astype(np.int8)
             labels.eliminate_zeros()
@@ -306,6 +298,46 @@ def collate_samples(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+@dataclass(frozen=True)
+class LabelSplit:
+    """A dataset's vocabulary and its split, read once: the names and the seen / unseen masks.
+
+    Shapes:
+        seen, unseen: bool [K], aligned with `names`.
+    """
+
+    names: list[str]
+    seen: np.ndarray
+    unseen: np.ndarray
+
+    @classmethod
+    def of(cls, dataset: Any) -> "LabelSplit":
+        """From anything with `label_names`, `seen_mask` and `unseen_mask` (the dataset contract)."""
+        return cls(
+            list(dataset.label_names),
+            np.asarray(dataset.seen_mask, dtype=bool),
+            np.asarray(dataset.unseen_mask, dtype=bool),
+        )
+
+    @property
+    def seen_names(self) -> list[str]:
+        return [n for n, s in zip(self.names, self.seen) if s]
+
+    @property
+    def unseen_names(self) -> list[str]:
+        return [n for n, u in zip(self.names, self.unseen) if u]
+
+
+def log_skipped(dataset: Any, rows: Iterable[int], split: str) -> None:
+    """The one warning that lists the images skipped while loading (`data.skip_bad`), at most 10 named."""
+    names = [str(dataset.image_path(i)) for i in sorted(rows)]
+    if names:
+        _logger.warning(
+            "data.skip_bad: %d unreadable %s image(s) skipped while loading: %s%s",
+            len(names), split, ", ".join(names[:10]), ", ..." if len(names) > 10 else "",
+        )  # fmt: skip
+
+
 # --------------------------------------------------------------------------- reader helpers
 def select_rows(labels: Any, keep: np.ndarray) -> Any:
     """The rows of a dense or sparse label matrix where `keep` is True."""
@@ -365,8 +397,6 @@ def unreadable_images(
     progress: bool = True,
 ) -> list[tuple[int, DataProblem]]:
     """(row, problem) for every listed image that cannot be decoded (see `data/check.py`; cached)."""
-    from .check import check_image_files
-
     rows = list(rows)
     reasons = check_image_files([paths[i] for i in rows], workers=workers, progress=progress)
     return [
@@ -390,8 +420,6 @@ def check_images(
     Returns:
         One `DataProblem` (file and reason) per unreadable image; empty when all are fine.
     """
-    from .check import check_image_files
-
     paths = [str(dataset.image_path(i)) for i in range(len(dataset))]
     reasons = check_image_files(paths, workers=workers, progress=progress, cache=cache)
     return [DataProblem(p, None, r) for p, r in zip(paths, reasons) if r is not None]
@@ -509,9 +537,8 @@ def read_lines(path: str | os.PathLike[str], what: str = "file") -> Iterator[tup
 
 
 # ----------------------------------------------------------------------------------- registry
-DATASETS: Registry[Callable[..., Any]] = Registry("dataset")
-
-# Readers register themselves when their module is imported; `c2srt.data` imports them all.
+# `DATASETS` (c2srt.registry): readers register themselves when their module is imported, and
+# `c2srt.data` imports them all; an application's dataset is a lazy entry (`Registry.add_lazy`).
 _PIPELINE_ARGS = ("split", "transform")  # given by the caller of build_dataset
 _CFG_FLAGS = ("skip_bad", "check_images")  # DataCfg switches passed to the readers that take them
 _CFG_ARGS = ("root", *_CFG_FLAGS)  # given from DataCfg fields, not from options
@@ -577,3 +604,28 @@ def build_dataset(cfg: DataCfg, split: str, transform: Transform | None = None) 
         if key in params:
             kwargs[key] = getattr(cfg, key)
     return factory(split, **kwargs)
+
+
+def check_dataset(cfg: Any, split: str) -> tuple[int | None, list[Any]]:
+    """Read a split of `cfg.data` with every image decoded once; return (images, problems).
+
+    The problems are those a training run would stop on (listing faults, missing and unreadable
+    images, each with its file, line and reason), all of them, whatever `data.skip_bad` says.
+
+    Args:
+        cfg: a `Cfg` (its `data` section is used).
+        split: "train" or "test".
+
+    Returns:
+        (number of images, []) when the split is clean, else (None, the `DataProblem`s).
+
+    Raises:
+        ValueError, FileNotFoundError: faults that stop reading altogether (a missing label file,
+            an unknown dataset name), as `build_dataset` raises them.
+    """
+    data = dataclasses.replace(cfg.data, skip_bad=False, check_images=True)
+    try:
+        dataset = build_dataset(data, split, None)
+    except DataError as e:
+        return None, list(e.problems)
+    return len(dataset), []

@@ -218,32 +218,3 @@ def check_image_files(
         bad = sum(reasons[i] is not None for i in todo)
         _logger.info("checked %d image(s) in %.1f s: %d unreadable", len(todo), time.perf_counter() - t0, bad)
     return reasons
-
-
-def check_dataset(cfg: Any, split: str) -> tuple[int | None, list[Any]]:
-    """Read a split of `cfg.data` with every image decoded once; return (images, problems).
-
-    The problems are those a training run would stop on (listing faults, missing and unreadable
-    images, each with its file, line and reason), all of them, whatever `data.skip_bad` says.
-
-    Args:
-        cfg: a `Cfg` (its `data` section is used).
-        split: "train" or "test".
-
-    Returns:
-        (number of images, []) when the split is clean, else (None, the `DataProblem`s).
-
-    Raises:
-        ValueError, FileNotFoundError: faults that stop reading altogether (a missing label file,
-            an unknown dataset name), as `build_dataset` raises them.
-    """
-    import dataclasses
-
-    from .base import DataError, build_dataset
-
-    data = dataclasses.replace(cfg.data, skip_bad=False, check_images=True)
-    try:
-        dataset = build_dataset(data, split, None)
-    except DataError as e:
-        return None, list(e.problems)
-    return len(dataset), []

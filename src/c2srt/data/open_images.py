@@ -25,6 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from ..constants import IGNORE_LABEL, NEGATIVE, POSITIVE
+from ..vocabulary import check_unique
 from .base import DataProblem, MultiLabelDataset, Transform, finalize_dataset, read_lines, register_dataset
 
 _logger = logging.getLogger(__name__)
@@ -73,14 +74,8 @@ def read_descriptions(path: Path) -> dict[str, str]:
 
 def _read_mids(path: Path, what: str) -> list[tuple[int, str]]:
     """(line, MID) per non-blank line; duplicates raise ValueError naming both lines."""
-    out: list[tuple[int, str]] = []
-    first: dict[str, int] = {}
-    for lineno, text in read_lines(path, what):
-        mid = text.split(",")[0].strip().strip('"')
-        if mid in first:
-            raise ValueError(f"{path}:{lineno}: duplicate label {mid!r} (first on line {first[mid]})")
-        first[mid] = lineno
-        out.append((lineno, mid))
+    out = [(lineno, text.split(",")[0].strip().strip('"')) for lineno, text in read_lines(path, what)]
+    check_unique([mid for _, mid in out], what=str(path), lines=[lineno for lineno, _ in out])
     return out
 
 
@@ -121,11 +116,7 @@ def read_unseen(root: Path, unseen_file: str | None, unseen_list_file: str | Non
                     f"{path}:{lineno}: {cell!r} is neither a MID nor an index into the {len(full)} labels of {full_path.name}"
                 )
             mids.append((lineno, full[int(cell)]))
-    first: dict[str, int] = {}
-    for lineno, mid in mids:
-        if mid in first:
-            raise ValueError(f"{path}:{lineno}: duplicate unseen label {mid!r} (first on line {first[mid]})")
-        first[mid] = lineno
+    check_unique([mid for _, mid in mids], what=str(path), lines=[lineno for lineno, _ in mids], kind="unseen label")
     return path, mids
 
 

@@ -17,16 +17,13 @@ inside the builders, so importing this module stays cheap.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ..constants import IMAGENET_MEAN, IMAGENET_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-
-if TYPE_CHECKING:
-    from ..config import DataCfg
 
 TRAIN_MIN_SCALE = 0.7  # "light" pipeline: smallest crop area kept by default, as a fraction of the image
 TRAIN_RATIO = (3.0 / 4.0, 4.0 / 3.0)  # aspect ratio range of the training crop (timm's default too)
@@ -183,22 +180,3 @@ def build_transform(
         steps.append(T.RandAugment(num_ops=RANDAUG_NUM_OPS, magnitude=RANDAUG_MAGNITUDE))
     steps += [T.ToTensor(), T.Normalize(mean, std)]
     return T.Compose(steps)
-
-
-def eval_transform(model: Any) -> Callable[[Image.Image], torch.Tensor]:
-    """The evaluation pipeline a model expects: its image size, crop fraction and pixel statistics."""
-    return build_transform(model.image_size, model.mean, model.std, train=False, crop_pct=getattr(model, "crop_pct", 1.0))
-
-
-def train_transform(model: Any, data: "DataCfg") -> Callable[[Image.Image], torch.Tensor]:
-    """The training pipeline of `data` (`DataCfg`) at the model's image size and statistics."""
-    return build_transform(
-        model.image_size,
-        model.mean,
-        model.std,
-        train=True,
-        rand_augment=data.rand_augment,
-        pipeline=data.train_transform,
-        crop_scale=data.crop_scale,
-        auto_augment=data.auto_augment,
-    )

@@ -12,11 +12,12 @@ import datetime as _dt
 import logging
 import os
 from collections.abc import Callable, Sequence
-from enum import Enum
 from typing import Any
 
 import numpy as np
 
+from ..choices import GraphSource
+from ..vocabulary import check_unique
 from .embedding import (
     DEFAULT_CANDIDATES,
     DEFAULT_MAX_NEIGHBORS,
@@ -41,27 +42,17 @@ LLM_OPENAI_RELATIVE_CUT = 0.0
 LLM_OPENAI_MIN_STRENGTH = 0.1
 
 
-class GraphSource(str, Enum):
-    """Where a category graph comes from."""
-
-    EMBEDDING = "embedding"
-    LLM = "llm"
-    FILE = "file"
-
-
 def _check_vocabulary(labels: Sequence[str], seen: Sequence[str] | None) -> tuple[list[str], list[str] | None]:
     labels = list(labels)
-    first: dict[str, int] = {}
     for i, name in enumerate(labels):
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"label #{i} is empty or not a string: {name!r}")
-        if name in first:
-            raise ValueError(f"label {name!r} appears twice (#{first[name]} and #{i})")
-        first[name] = i
+    check_unique(labels)
     if seen is None:
         return labels, None
     seen = list(seen)
-    unknown = [n for n in seen if n not in first]
+    known = set(labels)
+    unknown = [n for n in seen if n not in known]
     if unknown:
         raise ValueError(f"seen label {unknown[0]!r} is not in the vocabulary ({len(unknown)} unknown)")
     return labels, seen

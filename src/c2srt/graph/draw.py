@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import atomic_path
+from ..io import save_figure
 from .graph import CategoryGraph
 
 MAX_PANEL_NODES = 12  # labels per panel of a whole-graph picture
@@ -333,9 +333,4 @@ def draw_graph(graph: CategoryGraph, out_png: str | os.PathLike[str], label: str
     Raises:
         ValueError: if `label` is not in the graph.
     """
-    fig = graph_figure(graph, label)
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
-    return out
+    return save_figure(graph_figure(graph, label), out_png, format="png")

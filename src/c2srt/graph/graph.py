@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..io import atomic_write_text
+from ..vocabulary import check_unique
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -74,13 +75,11 @@ class CategoryGraph:
         report: Mapping[str, Any] | None = None,
     ) -> None:
         self.labels: list[str] = list(labels)
-        self._index: dict[str, int] = {}
         for i, name in enumerate(self.labels):
             if not isinstance(name, str) or not name.strip():
                 raise ValueError(f"graph label #{i} is empty or not a string: {name!r}")
-            if name in self._index:
-                raise ValueError(f"graph label {name!r} appears twice (#{self._index[name]} and #{i})")
-            self._index[name] = i
+        check_unique(self.labels, what="the graph's labels")
+        self._index: dict[str, int] = {name: i for i, name in enumerate(self.labels)}
         self._neighbors: dict[str, list[tuple[str, float]]] = {}
         for cat, items in (neighbors or {}).items():
             if cat not in self._index:
@@ -166,11 +165,8 @@ class CategoryGraph:
         """
         import torch
 
-        pos: dict[str, int] = {}
-        for i, name in enumerate(names):
-            if name in pos:
-                raise ValueError(f"vocabulary name {name!r} appears twice (positions {pos[name]} and {i})")
-            pos[name] = i
+        check_unique(names)
+        pos = {name: i for i, name in enumerate(names)}
         src: list[int] = []
         dst: list[int] = []
         weight: list[float] = []

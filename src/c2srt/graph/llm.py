@@ -123,14 +123,19 @@ def _require_llm_extra() -> Any:
 
 
 def _build_local_cache(target: Path) -> None:
-    """GGUF -> de-quantised transformers model -> bf16 `save_pretrained` copy at `target` (atomic)."""
+    """GGUF -> de-quantised transformers model -> bf16 `save_pretrained` copy at `target` (atomic).
+
+    transformers' own bars (de-quantising, "Writing model shards") stay quiet: the caller shows progress.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..logs import quiet_transformers
 
     gguf_pkg = _require_llm_extra()
     target.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="c2srt-gguf-") as gguf_dir:
+    with tempfile.TemporaryDirectory(prefix="c2srt-gguf-") as gguf_dir, quiet_transformers():
         gguf_pkg.assemble(Path(gguf_dir) / gguf_pkg.MODEL_NAME)
         tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_pkg.MODEL_NAME)
         model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_pkg.MODEL_NAME, dtype=torch.float32)
@@ -140,8 +145,9 @@ def _build_local_cache(target: Path) -> None:
     model.to(torch.bfloat16)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        with quiet_transformers():
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
         try:
             os.replace(tmp, target)  # atomic; fails if another process won the race
         except OSError:

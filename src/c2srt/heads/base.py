@@ -17,15 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..constants import DEFAULT_EPS, INIT_LOGIT_SCALE
-from ..registry import Registry
+from ..registry import HEADS
 
 if TYPE_CHECKING:
     from ..config import HeadCfg
 
-HEADS: Registry[Callable[..., nn.Module]] = Registry("head")
-
 SIMILARITIES = ("cosine", "raw")  # how heads compare image and label embeddings (see `prepare_inputs`)
-SCORINGS = ("fused", "cosine")  # how a head without IST turns its streams into logits (see `CosineScore`)
 
 
 @dataclass
@@ -55,10 +52,16 @@ def register_head(name: str) -> Callable:
     return HEADS.register(name)
 
 
-def build_head(cfg: "HeadCfg", embed_dim: int) -> nn.Module:
-    """Build the head named by `cfg.name` (raises ValueError listing the valid names)."""
-    from . import isr, mkt  # noqa: F401  (registration happens at import)
+def list_heads(pattern: str = "*") -> list[str]:
+    """Names of the registered heads (wildcards allowed)."""
+    return HEADS.list(pattern)
 
+
+def build_head(cfg: "HeadCfg", embed_dim: int) -> nn.Module:
+    """Build the head named by `cfg.name` (raises ValueError listing the valid names).
+
+    The heads register when `c2srt.heads` is imported (its `__init__` imports every head module).
+    """
     return HEADS.get(cfg.name)(cfg, embed_dim)
 
 

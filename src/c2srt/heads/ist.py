@@ -47,10 +47,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..choices import IstMode
 from ..constants import DEFAULT_EPS, INIT_LOGIT_SCALE
 from .base import scaled_cosine
 
-MODES = ("image", "label")
+MODES = tuple(m.value for m in IstMode if m is not IstMode.OFF)  # what IstModule runs ("off" builds none)
 #: elements of one [nodes, neighbours, hidden] block of the attention: on CPU 16 MB in fp32 (2^18
 #: to 2^22 were alike on 2 idle cores, 2^24 was 1.7x slower; on loaded cores 2^22 was the fastest:
 #: fewer, larger operations); on a GPU 256 MB, so that kernel launches stay few
@@ -59,7 +60,7 @@ ATTENTION_BLOCK_CUDA = 1 << 26
 
 
 @dataclass
-class NeighbourTable:
+class NeighborTable:
     """Each node's in-neighbours (self-loop included) as a padded, left-aligned table.
 
     Gathering along a table instead of scattering along an edge list is what makes the GATv2 layer
@@ -75,21 +76,21 @@ class NeighbourTable:
     weight: torch.Tensor
     mask: torch.Tensor
 
-    def rows(self, nodes: torch.Tensor) -> "NeighbourTable":
+    def rows(self, nodes: torch.Tensor) -> "NeighborTable":
         """The rows of `nodes` ([V'] long), neighbour ids unchanged."""
-        return NeighbourTable(self.index[nodes], self.weight[nodes], self.mask[nodes])
+        return NeighborTable(self.index[nodes], self.weight[nodes], self.mask[nodes])
 
-    def batched(self, copies: int, num_nodes: int) -> "NeighbourTable":
+    def batched(self, copies: int, num_nodes: int) -> "NeighborTable":
         """`copies` disjoint copies of a `num_nodes`-node table (node b*K + c is category c of copy b)."""
         offsets = torch.arange(copies, device=self.index.device).view(copies, 1, 1) * num_nodes
-        return NeighbourTable(
+        return NeighborTable(
             (self.index.unsqueeze(0) + offsets).reshape(-1, self.index.shape[1]),  # [copies*K, S]
             self.weight.repeat(copies, 1),
             self.mask.repeat(copies, 1),
         )
 
 
-def neighbour_table(edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nodes: int, *, self_loops: bool = True) -> NeighbourTable:
+def neighbor_table(edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nodes: int, *, self_loops: bool = True) -> NeighborTable:
     """In-neighbours per node with the self-loops GATv2Conv adds (any given self-loop replaced by one
     whose weight is the mean of the node's incoming weights, torch_geometric's `fill_value="mean"`).
 
@@ -98,7 +99,7 @@ def neighbour_table(edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nod
     in-edges then has an empty row (all of `mask` false).
 
     Shapes:
-        edge_index [2, E] (source -> target), edge_weight [E] -> NeighbourTable of num_nodes rows.
+        edge_index [2, E] (source -> target), edge_weight [E] -> NeighborTable of num_nodes rows.
     """
     with warnings.catch_warnings():  # torch_geometric's import-time FutureWarnings: noise to users
         warnings.simplefilter("ignore", FutureWarning)
@@ -118,7 +119,7 @@ def neighbour_table(edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nod
     weight = torch.zeros(num_nodes, width, dtype=ew.dtype, device=dst.device)
     mask = torch.zeros(num_nodes, width, dtype=torch.bool, device=dst.device)
     index[dst, slot], weight[dst, slot], mask[dst, slot] = src, ew, True
-    return NeighbourTable(index, weight, mask)
+    return NeighborTable(index, weight, mask)
 
 
 def take_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -135,7 +136,7 @@ def take_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.index_select(0, index.reshape(-1)).view(*index.shape, *x.shape[1:])
 
 
-def gatv2_gather(conv: nn.Module, x: torch.Tensor, table: NeighbourTable, *, block: int | None = None) -> torch.Tensor:
+def gatv2_gather(conv: nn.Module, x: torch.Tensor, table: NeighborTable, *, block: int | None = None) -> torch.Tensor:
     r"""torch_geometric's `GATv2Conv` forward (concatenated heads, one edge feature), on a neighbour table.
 
     The same computation, on the conv's own parameters:
@@ -309,15 +310,15 @@ class IstModule(nn.Module):
         if edge_index.numel() and int(edge_index.max()) >= text.shape[0]:
             raise ValueError(f"edge_index refers to node {int(edge_index.max())} but only {text.shape[0]} labels are scored")
 
-    def _propagate(self, h: torch.Tensor, table: NeighbourTable) -> torch.Tensor:
+    def _propagate(self, h: torch.Tensor, table: NeighborTable) -> torch.Tensor:
         """The GATv2 stack with residual + norm over a neighbour table. Shapes: h [V, hidden] -> [V, hidden]."""
         for conv, norm in zip(self.convs, self.norms):
             h = norm(h + gatv2_gather(conv, h, table))
         return h
 
-    def table(self, edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nodes: int) -> NeighbourTable:
+    def table(self, edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nodes: int) -> NeighborTable:
         """The neighbour table this module propagates over (with or without self-loops)."""
-        return neighbour_table(edge_index, edge_weight, num_nodes, self_loops=self.self_loops)
+        return neighbor_table(edge_index, edge_weight, num_nodes, self_loops=self.self_loops)
 
     def shift(self, h: torch.Tensor) -> torch.Tensor | float:
         """The readout's logit shift of node states ([..., hidden] -> [...]), 0 without `evidence`."""
@@ -344,7 +345,7 @@ class IstModule(nn.Module):
         candidates = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device).scatter_(1, top, True)
         return expand_candidates(candidates, edge_index)
 
-    def no_evidence_transfer(self, text_part: torch.Tensor, table: NeighbourTable) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def no_evidence_transfer(self, text_part: torch.Tensor, table: NeighborTable) -> tuple[torch.Tensor, torch.Tensor | None]:
         """W_o h^L (and the readout's shift) for node inputs FFN([0; t]): what the graph transfers to
         each label when no image evidence is given (image independent, so once per call).
 
@@ -355,7 +356,7 @@ class IstModule(nn.Module):
         return self.out_proj(h), (self.readout(h).squeeze(-1) if self.readout is not None else None)
 
     def _no_evidence_cached(
-        self, text: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor, text_part: torch.Tensor, table: NeighbourTable
+        self, text: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor, text_part: torch.Tensor, table: NeighborTable
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`no_evidence_transfer`, kept between calls at inference while the vocabulary, its graph
         and the weights stay the same (one pass over K labels saved per batch)."""
@@ -395,7 +396,7 @@ class IstModule(nn.Module):
 
     def _prepare(
         self, text: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor
-    ) -> tuple[NeighbourTable, torch.Tensor, tuple[torch.Tensor, torch.Tensor | None] | None]:
+    ) -> tuple[NeighborTable, torch.Tensor, tuple[torch.Tensor, torch.Tensor | None] | None]:
         """Once per call in image mode: the neighbour table, the text half of the input layer and,
         when approximate, the no-evidence transfer ([K, D], [K] or None)."""
         n_labels, d = text.shape
@@ -467,7 +468,7 @@ class IstModule(nn.Module):
         f: torch.Tensor,
         text: torch.Tensor,
         text_part: torch.Tensor,
-        table: NeighbourTable,
+        table: NeighborTable,
         edge_index: torch.Tensor,
         transfer0: tuple[torch.Tensor, torch.Tensor | None],
     ) -> torch.Tensor:
@@ -488,7 +489,7 @@ class IstModule(nn.Module):
             local[nodes] = torch.arange(nodes.numel(), device=f.device)  # flat id -> row in the subgraph
             sub = table.rows(label)
             neighbours = local[sub.index + (nodes - label).unsqueeze(1)]  # [V, S]: same image, subgraph rows
-            sub = NeighbourTable(neighbours.clamp_min(0), sub.weight, sub.mask & (neighbours >= 0))
+            sub = NeighborTable(neighbours.clamp_min(0), sub.weight, sub.mask & (neighbours >= 0))
         f_sel = take_rows(f.reshape(b * n_labels, d), nodes)  # [V, D]
         t_sel = take_rows(text, label)  # [V, D]
         h = self.in_proj[1:](self._node_input(f_sel, t_sel, take_rows(text_part, label)))  # [V, hidden]
@@ -503,3 +504,11 @@ class IstModule(nn.Module):
             f"mode={self.mode}, top_m={self.top_m}, evidence={self.evidence}, self_loops={self.self_loops}, "
             f"evidence_dropout={self.evidence_dropout}"
         )
+
+
+def __getattr__(name: str) -> object:
+    """`NeighbourTable`, the British spelling docs/REPRODUCE.md used: deprecated, use `NeighborTable`."""
+    if name == "NeighbourTable":
+        warnings.warn("c2srt.heads.ist.NeighbourTable is deprecated: use NeighborTable", DeprecationWarning, stacklevel=2)
+        return NeighborTable
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -139,11 +139,10 @@ def demo_graph(names: list[str], seen: list[str], *, cfg: Any, cache_dir: Path |
 # ---------------------------------------------------------------------------------------------
 # Scoring and figures
 # ---------------------------------------------------------------------------------------------
-@torch.no_grad()
 def evaluate_row(model: Any, cfg: Cfg, *, graph: Any = None, zero_shot: bool = False) -> dict[str, Any]:
-    """Figures of one row on the test split of `cfg.data`, scored as validation and `c2srt eval`
-    score (`C2SRT.score_blocks` into a `BlockwiseEvaluator`: ZSL from a pass over the unseen labels
-    alone, GZSL over all), and the AP of every unseen label in the ZSL pass (for the breakdown).
+    """Figures of one row on the test split of `cfg.data`, from the one evaluation loop
+    (`c2srt.evaluate.evaluate_split`, as `c2srt eval` scores: ZSL from a pass over the unseen
+    labels alone, GZSL over all), and the AP of every unseen label in the ZSL pass (for the breakdown).
 
     Args:
         model: a C2SRT model.
@@ -154,27 +153,11 @@ def evaluate_row(model: Any, cfg: Cfg, *, graph: Any = None, zero_shot: bool = F
     Returns:
         Fractions: `zsl/mAP`, `zsl/F1@3`, ..., `gzsl/...`, and `zsl_ap` (one AP per unseen label).
     """
-    from ..data.base import build_dataset
-    from ..data.transforms import eval_transform
-    from ..evaluate import BlockwiseEvaluator
-    from ..metrics import average_precision
-    from ..model import LabelSet
+    from ..evaluate import evaluate_split
 
-    model.eval()
-    ds = build_dataset(cfg.data, "test", eval_transform(model))
-    names = list(ds.label_names)
-    seen = np.asarray(ds.seen_mask, dtype=bool)
-    labels = LabelSet(names, model.label_encoder.encode_labels(names)) if zero_shot else model.label_set(names, graph)
-    loader = torch.utils.data.DataLoader(ds, batch_size=cfg.eval.batch_size, shuffle=False)
-    zsl = []
-    with BlockwiseEvaluator(cfg.eval.protocol, seen, ~seen, topk=tuple(cfg.eval.topk), empty=cfg.eval.empty) as ev:
-        blocks = {b.value: torch.as_tensor(c) for b, c in ev.columns.items()}
-        for batch in loader:
-            out = {k: v.float() for k, v in model.score_blocks(batch["image"], labels, blocks, zero_shot=zero_shot).items()}
-            ev.update(out, batch["target"])
-            zsl.append(out["zsl"])
-        figures = {k: float(v) for k, v in ev.compute().items() if k.startswith(("zsl/", "gzsl/")) and ("mAP" in k or "@" in k)}
-    figures["zsl_ap"] = average_precision(torch.cat(zsl).numpy(), np.asarray(ds.labels)[:, ~seen]).tolist()
+    result = evaluate_split(model, cfg, graph=graph, zero_shot=zero_shot)
+    figures = {k: float(v) for k, v in result.figures.items() if k.startswith(("zsl/", "gzsl/")) and ("mAP" in k or "@" in k)}
+    figures["zsl_ap"] = result.per_label_ap["zsl"].tolist()
     return figures
 
 
@@ -347,7 +330,7 @@ def run_demo(
     from ..graph import CategoryGraph
     from ..io import atomic_write_text, write_json
     from ..model import create_model
-    from ..train import fit
+    from ..training import fit
     from .pretrain import QUICK, PretrainCfg, load_stand_in
     from .report import REPORT_SCENES, REPORT_WEB, plot_world_report, probe_stand_in, world_report
     from .world import MiniWorld
@@ -513,7 +496,7 @@ def region_pictures(model_path: Path, out_dir: Path, *, n_images: int = PICTURE_
     """Per-label selected patches of a fine-tuned model on a few test scenes, one PNG per scene."""
     from ..checkpoint import load_checkpoint
     from ..data.base import build_dataset
-    from ..data.transforms import eval_transform
+    from ..model import eval_transform
     from ..graph import CategoryGraph
     from ..viz import region_heatmaps
 

@@ -123,10 +123,10 @@ def world_report(world: MiniWorld, *, n: int = REPORT_SCENES, n_web: int = REPOR
 
 def plot_world_report(report: dict[str, Any], out: str | Path) -> Path:
     """Each label's mean area against its frequency; unseen labels marked by group."""
-    from ..viz import _pyplot, _save
+    from ..viz import new_figure, save_picture
 
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 6))
+    fig = new_figure(figsize=(8, 6))
+    ax = fig.subplots()
     colours = {"small, correlated": "tab:red", "large, correlated": "tab:orange", "small, uncorrelated": "tab:blue", "large, uncorrelated": "tab:purple"}
     for r in report["labels"]:
         group = f"{r['size']}, {'correlated' if r['correlated'] else 'uncorrelated'}"
@@ -142,7 +142,7 @@ def plot_world_report(report: dict[str, Any], out: str | Path) -> Path:
     ax.set_xlabel("mean area when present (fraction of the image, log scale)")
     ax.set_ylabel("frequency (share of fine-tuning scenes)")
     ax.set_title(f"mini-world labels ({report['scenes']} fine-tuning scenes)")
-    return _save(fig, out)
+    return save_picture(fig, out)
 
 
 def _grid(bundle: "ClipBundle") -> int:
