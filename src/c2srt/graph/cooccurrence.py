@@ -1,4 +1,4 @@
-"""Co-occurrence statistics of an annotated label matrix, and the graphs they define.
+r"""Co-occurrence statistics of an annotated label matrix, and the graphs they define.
 
 A graph built from names alone (an LLM, text embeddings) is only as good as its agreement with
 how labels actually appear together. This module measures that agreement's reference: from a
