@@ -48,6 +48,9 @@ from c2srt.graph.quality import SHARES, graph_quality, load_reference, random_ba
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("contexts", "pmi", "embedding")
+# how the version-1 mini-world graph was built (demo.yaml before issue 20: candidates 12, at most 6
+# neighbours; GraphCfg's relative_cut 0.9 reached the LLM source through prepare_graph)
+V1_DEMO_SETTINGS = {"candidates": 12, "max_neighbors": 6, "relative_cut": 0.9}
 
 
 def _reference(args: argparse.Namespace) -> tuple[Cooccurrence, list[str] | None, str, dict[str, Any]]:
@@ -99,8 +102,8 @@ def _build(source: str, labels: list[str], seen: list[str] | None, settings: dic
                 kw[key] = settings[key]
     if source != "pmi" and "max_neighbors" in settings:
         kw["max_neighbors"] = settings["max_neighbors"]
-    if source == "pmi" and settings:  # the settings the shipped version-1 mini-world graph was built with
-        kw.update(candidates=settings.get("candidates", 30), max_neighbors=6, relative_cut=0.9)
+    if source == "pmi" and settings:  # on the mini-world: the settings of the version-1 demo graph
+        kw.update(V1_DEMO_SETTINGS)
     t0 = time.perf_counter()
     graph = build_graph(labels, seen=seen, **kw)
     return graph, time.perf_counter() - t0

@@ -100,6 +100,15 @@ def test_rows_are_pmi_averaged_over_templates_by_hand() -> None:
     assert len(desc["prompt_hash"]) == 16 and desc["prompt_hash"] != ContextScorer(FakeLM(), templates=TEMPLATES[:1]).describe()["prompt_hash"]
 
 
+def test_rows_in_readout_blocks_are_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    from c2srt.graph import contexts
+
+    whole = ContextScorer(FakeLM(), templates=TEMPLATES).rows(LABELS, LABELS)
+    monkeypatch.setattr(contexts, "READOUT_ROWS", 2)
+    np.testing.assert_array_equal(ContextScorer(FakeLM(), templates=TEMPLATES).rows(LABELS, LABELS), whole)
+    assert whole[LABELS.index("fish"), LABELS.index("water")] == pytest.approx(3.0)
+
+
 def test_labels_sharing_a_first_token_share_a_score() -> None:
     sc = ContextScorer(FakeLM(), templates=TEMPLATES)
     r = sc.rows(["road"], ["bus stop", "bus", "car"])

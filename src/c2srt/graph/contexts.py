@@ -65,6 +65,7 @@ DEFAULT_MUTUAL_K = 3  # n -> c needs n in c's top k and c in n's top k
 DEFAULT_MIN_PMI = 0.75  # nats; floor on min(PMI(n | c), PMI(c | n))
 PMI_SCALE = 4.0  # nats; strength = 1 - exp(-PMI / PMI_SCALE)
 ROWS_PER_BATCH = 16  # prefix labels per forward pass (times the number of templates)
+READOUT_ROWS = 256  # prefix labels per block of the readout product (bounds memory at large vocabularies)
 
 
 def with_article(name: str) -> str:
@@ -258,8 +259,9 @@ class ContextScorer:
         """Run the model for the labels whose states are neither in memory nor in the cache file;
         each batch is appended to the cache as soon as it is done."""
         t = len(self.templates)
+        unique = list(dict.fromkeys(labels))
         todo = []
-        for name in dict.fromkeys(labels):
+        for name in unique:
             if name in self._states:
                 continue
             rec = self.cache.get(self._key(name))
@@ -269,8 +271,8 @@ class ContextScorer:
                 self._states[name] = (hidden, np.asarray(rec["lse"], dtype=np.float64))
             else:
                 todo.append(name)
-        if progress is not None and len(labels) > len(todo):
-            progress(len(set(labels)) - len(todo))
+        if progress is not None and len(unique) > len(todo):
+            progress(len(unique) - len(todo))
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start : start + self.batch_size]
             hidden, lse = self.lm.encode([fill(tpl, name) for name in chunk for tpl in self.templates])  # [B*T, D], [B*T]
@@ -306,11 +308,16 @@ class ContextScorer:
         self.states(prefixes, progress=progress)
         token_ids = self.tokens(labels)
         t = len(self.templates)
-        hidden = np.stack([self._states[p][0] for p in prefixes]).reshape(len(prefixes) * t, -1)  # [P, T, D] -> [P*T, D]
-        lse = np.stack([self._states[p][1] for p in prefixes]).reshape(-1)  # [P*T]
-        lp = self.lm.readout(hidden, token_ids) - lse[:, None]  # [P*T, U]
-        pmi = lp.reshape(len(prefixes), t, -1) - self._baseline(token_ids)[None]  # [P, T, U] - [1, T, U]
-        return pmi.mean(axis=1).astype(np.float32)  # [P, T, U] -> [P, U]
+        base = self._baseline(token_ids)  # [T, U]
+        out = np.empty((len(prefixes), len(labels)), dtype=np.float32)
+        for start in range(0, len(prefixes), READOUT_ROWS):  # bounded memory; the same blocks on a resumed run
+            block = prefixes[start : start + READOUT_ROWS]
+            hidden = np.stack([self._states[p][0] for p in block]).reshape(len(block) * t, -1)  # [B, T, D] -> [B*T, D]
+            lse = np.stack([self._states[p][1] for p in block]).reshape(-1)  # [B*T]
+            lp = self.lm.readout(hidden, token_ids) - lse[:, None]  # [B*T, U]
+            pmi = lp.reshape(len(block), t, -1) - base[None]  # [B, T, U] - [1, T, U]
+            out[start : start + len(block)] = pmi.mean(axis=1)  # [B, T, U] -> [B, U]
+        return out
 
 
 def _width(rec: dict[str, Any], templates: int) -> int:
@@ -337,13 +344,11 @@ def make_context_scorer(
     return ContextScorer(templates=templates, cache_file=cache_file, cache_dir=cache_dir, model_path=model)
 
 
-def _rank(scores: np.ndarray, j: int, exclude: Sequence[int]) -> int:
-    """1 + how many entries of `scores` beat entry j (ties: the earlier index wins), leaving out `exclude`."""
-    mask = np.ones(scores.shape[0], dtype=bool)
-    mask[list(exclude)] = False
-    mask[j] = False
+def _rank(scores: np.ndarray, j: int, allowed: np.ndarray) -> int:
+    """1 + how many entries of `scores` that `allowed` marks beat entry j (ties: the earlier index wins)."""
     better = (scores > scores[j]) | ((scores == scores[j]) & (np.arange(scores.shape[0]) < j))
-    return 1 + int((better & mask).sum())
+    better[j] = False
+    return 1 + int((better & allowed).sum())
 
 
 def context_links(
@@ -397,6 +402,8 @@ def context_links(
         bar.refresh()
     reverse = rows([pool[j] for j in needed], columns, progress=progress) if needed else np.zeros((0, len(columns)), dtype=np.float32)  # [N, V + X]
     rrow = {j: r for r, j in enumerate(needed)}
+    in_pool = np.zeros(len(columns), dtype=bool)
+    in_pool[: len(pool)] = True  # columns: the pool, then the targets outside it
     out: dict[str, list[tuple[str, float]]] = {}
     below = 0
     for t, cat in enumerate(targets):
@@ -405,8 +412,9 @@ def context_links(
         for j in chosen[cat]:
             r = reverse[rrow[j]]
             # n's ranking of the pool with c in it (other targets outside the pool never compete)
-            others = [col[x] for x in extra if x != cat]
-            if _rank(r, c, exclude=[col[pool[j]], *others]) > mutual_k:
+            allowed = in_pool.copy()
+            allowed[j] = False  # n itself (pool[j] is column j)
+            if _rank(r, c, allowed) > mutual_k:
                 continue
             score = float(min(forward[t, j], r[c]))
             kept.append((pool[j], score))
