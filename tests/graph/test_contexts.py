@@ -225,3 +225,5 @@ def test_graph_cfg_reaches_the_builder(monkeypatch: pytest.MonkeyPatch) -> None:
         load_config(None, ["graph.mutual_k=0"])
     with pytest.raises(ConfigError, match="graph.llm_mode"):
         load_config(None, ["graph.llm_mode=yesno"])
+    with pytest.raises(ValueError, match="unknown local LLM mode 'yesno'; valid modes: contexts, pmi"):
+        build_graph(SEEN, source="llm", llm_mode="yesno")

@@ -524,8 +524,10 @@ def make_scorer(
         ValueError: unknown backend or local mode, or missing endpoint settings.
     """
     if backend == "local":
+        if mode not in LOCAL_MODES:
+            raise ValueError(f"unknown local LLM mode {mode!r}; valid modes: {', '.join(LOCAL_MODES)}")
         if mode != "pmi":
-            raise ValueError(f"local LLM mode {mode!r} has no candidate judge here; valid modes: {', '.join(LOCAL_MODES)} (contexts: contexts.make_context_scorer)")
+            raise ValueError(f"local LLM mode {mode!r} scores whole rows, not candidates: use contexts.make_context_scorer (build_graph does)")
         return LocalLMScorer(mode=mode, cache_dir=cache_dir, model_path=model)
     if backend == "openai":
         cache_file = cache_root(cache_dir) / "llm-answers" / f"{safe_name(model or 'model')}.jsonl"
