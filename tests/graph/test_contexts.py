@@ -153,6 +153,28 @@ def test_new_targets_compete_only_with_the_pool() -> None:
     assert links == {"u1": [("s1", pytest.approx(1.0))], "u2": [("s1", pytest.approx(1.5))]}
 
 
+class FakeBar:
+    def __init__(self) -> None:
+        self.n, self.total = 0, None
+
+    def update(self, k: int) -> None:
+        self.n += k
+
+    def refresh(self) -> None:
+        pass
+
+
+def test_the_progress_bar_counts_each_label_once() -> None:
+    sc = ContextScorer(FakeLM(), templates=TEMPLATES)
+    bar = FakeBar()
+    context_links(SEEN, SEEN, sc.rows, max_neighbors=3, bar=bar)
+    assert bar.n == bar.total == len(SEEN)  # the reverse rows were the same labels' states
+    bar = FakeBar()
+    unseen = [n for n in LABELS if n not in SEEN]
+    context_links(unseen, SEEN, sc.rows, max_neighbors=3, bar=bar)
+    assert bar.n == bar.total == len(unseen)  # the seen labels' states were in memory already
+
+
 def _build(labels, scorer, **kw):
     return build_graph(labels, source="llm", scorer=scorer, max_neighbors=4, mutual_k=2, min_pmi=0.5, **kw)
 

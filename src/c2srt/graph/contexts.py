@@ -257,11 +257,12 @@ class ContextScorer:
 
     def states(self, labels: Sequence[str], *, progress: Callable[[int], None] | None = None) -> None:
         """Run the model for the labels whose states are neither in memory nor in the cache file;
-        each batch is appended to the cache as soon as it is done."""
+        each batch is appended to the cache as soon as it is done. `progress` counts the labels
+        newly read from the cache file (at once) and computed (per batch); those already in memory
+        are not counted again."""
         t = len(self.templates)
-        unique = list(dict.fromkeys(labels))
-        todo = []
-        for name in unique:
+        todo, read = [], 0
+        for name in dict.fromkeys(labels):
             if name in self._states:
                 continue
             rec = self.cache.get(self._key(name))
@@ -269,10 +270,11 @@ class ContextScorer:
             hidden = _decode(rec.get("hidden"), (t, width)) if width else None
             if hidden is not None and len(rec.get("lse", [])) == t:
                 self._states[name] = (hidden, np.asarray(rec["lse"], dtype=np.float64))
+                read += 1
             else:
                 todo.append(name)
-        if progress is not None and len(unique) > len(todo):
-            progress(len(unique) - len(todo))
+        if progress is not None and read:
+            progress(read)
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start : start + self.batch_size]
             hidden, lse = self.lm.encode([fill(tpl, name) for name in chunk for tpl in self.templates])  # [B*T, D], [B*T]
@@ -397,11 +399,16 @@ def context_links(
     extra = [c for c in targets if c not in pos]
     columns = pool + extra
     col = {n: j for j, n in enumerate(columns)}
-    if bar is not None and needed:
-        bar.total = len(targets) + len(needed)
+    target_set = set(targets)
+    extra_rows = [pool[j] for j in needed if pool[j] not in target_set]
+    if bar is not None and extra_rows:
+        bar.total = len(targets) + len(extra_rows)  # at most: pool labels already scored are not counted
         bar.refresh()
     reverse = rows([pool[j] for j in needed], columns, progress=progress) if needed else np.zeros((0, len(columns)), dtype=np.float32)  # [N, V + X]
     rrow = {j: r for r, j in enumerate(needed)}
+    if bar is not None:
+        bar.total = bar.n  # every label of this step scored
+        bar.refresh()
     in_pool = np.zeros(len(columns), dtype=bool)
     in_pool[: len(pool)] = True  # columns: the pool, then the targets outside it
     out: dict[str, list[tuple[str, float]]] = {}
