@@ -2,7 +2,15 @@
 
 Usage:
     python benchmarks/graph_build.py [--labels ../shared/data/coco8/classes.txt] [--threads 2]
-        [--cache DIR] [--project 1006 7586] [--repeats 1] [--sources embedding llm] [--smoke]
+        [--cache DIR] [--project 1006 7586] [--repeats 1] [--sources embedding llm contexts] [--smoke]
+    python benchmarks/graph_build.py --labels imagenet --sources contexts --show dog snowman   # 1,000 ImageNet classes
+
+Sources: `embedding` (MiniLM), `llm` (the local LLM's version-1 mode "pmi": it judges the 30
+nearest labels by embedding), `contexts` (the local LLM's default mode: every label against every
+label, mutual top-3). `--labels imagenet` reads the 1,000 ImageNet class names from torchvision's
+weights metadata (offline). Besides the time, the table gives neighbours per label (min / mean /
+max and how many labels have 0, 1, 2, ... neighbours) and the range of edge strengths; `--show`
+prints the neighbours of some labels.
 
 The local language model and MiniLM run on the CPU (`c2srt.graph` has no device option): `--device`
 and `--precision` are accepted, so that `gpu.sh` passes every script the same flags, and recorded.
@@ -26,6 +34,7 @@ import torch
 
 from c2srt.graph import build_graph
 from c2srt.graph.encoders import minilm_encoder
+from c2srt.graph.contexts import ContextScorer
 from c2srt.graph.llm import LocalLMScorer
 from c2srt.vocabulary import read_label_file
 
@@ -49,13 +58,14 @@ def _sha() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--labels", type=Path, default=DEFAULT_LABELS, help="label file (default: COCO8's 80 classes)")
+    ap.add_argument("--labels", type=Path, default=DEFAULT_LABELS, help="label file (default: COCO8's 80 classes), or 'imagenet'")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--candidates", type=int, default=30)
     ap.add_argument("--cache", type=Path, default=None, help="cache root (default $C2SRT_CACHE or ~/.cache/c2srt)")
     ap.add_argument("--project", type=int, nargs="*", default=[1006, 7586], help="vocabulary sizes to project to")
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--sources", nargs="+", choices=("embedding", "llm"), default=["embedding", "llm"])
+    ap.add_argument("--sources", nargs="+", choices=("embedding", "llm", "contexts"), default=["embedding", "llm", "contexts"])
+    ap.add_argument("--show", nargs="*", default=[], help="print the neighbours of these labels")
     ap.add_argument("--device", default="cpu", help="accepted for gpu.sh; the graph sources run on the CPU")
     ap.add_argument("--precision", default="fp32", help="accepted for gpu.sh")
     ap.add_argument("--smoke", action="store_true", help="the embedding source on 10 labels, to check that the script runs")
@@ -64,7 +74,11 @@ def main() -> None:
     if args.smoke:
         args.sources = ["embedding"]
     torch.set_num_threads(args.threads)
-    if args.labels is not None:
+    if str(args.labels) == "imagenet":
+        from torchvision.models import ResNet50_Weights
+
+        labels = list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])  # 1,000 names
+    elif args.labels is not None:
         labels = read_label_file(args.labels)
     else:
         print(f"no COCO8 classes.txt beside the repository: timing {FALLBACK_LABELS} synthetic names (pass --labels)")
@@ -77,6 +91,7 @@ def main() -> None:
     t_minilm = time.perf_counter() - t0
     t0 = time.perf_counter()
     scorer = LocalLMScorer(cache_dir=args.cache) if "llm" in args.sources else None
+    contexts = ContextScorer(cache_dir=args.cache) if "contexts" in args.sources else None  # no cache file: every label computed
     t_load = time.perf_counter() - t0
 
     rows = []
@@ -85,19 +100,31 @@ def main() -> None:
         for _ in range(args.repeats):
             if source == "llm":
                 scorer._neutral.clear()  # time the baseline log-probs too
+            if source == "contexts":
+                contexts = ContextScorer(contexts.lm)  # fresh states and baseline, the model kept
             t0 = time.perf_counter()
-            g = build_graph(labels, source=source, encoder=enc, candidates=args.candidates, scorer=scorer if source == "llm" else None)
+            if source == "contexts":
+                g = build_graph(labels, source="llm", scorer=contexts)
+            else:
+                g = build_graph(labels, source=source, encoder=enc, candidates=args.candidates, scorer=scorer if source == "llm" else None)
             times.append(time.perf_counter() - t0)
         sec = min(times)
         counts = [len(g.neighbors(n)) for n in labels]
+        weights = [w for _, _, w in g.edges()]
         row = {
-            "source": source if source == "embedding" else f"llm-local ({scorer.describe()['model'].split()[0]})",
+            "source": {"embedding": "embedding", "llm": "llm-local pmi (v1)", "contexts": "llm-local contexts"}[source],
             "labels": len(labels),
-            "candidates": args.candidates,
+            "candidates": "all" if source == "contexts" else args.candidates,
             "seconds": round(sec, 2),
             "ms_per_label": round(1000 * sec / len(labels), 1),
             "neighbours_mean": round(sum(counts) / len(counts), 2),
+            "neighbours_min_max": f"{min(counts)}-{max(counts)}",
+            "labels_by_neighbours": " ".join(f"{k}:{counts.count(k)}" for k in range(max(counts) + 1)),
+            "strength_range": f"{min(weights):.2f}-{max(weights):.2f}" if weights else "",
         }
+        for name in args.show:
+            if name in g:
+                print(f"{row['source']}: {name} <- " + ", ".join(f"{n} ({w:.2f})" for n, w in g.neighbors(name)))
         for k in args.project:
             # Scoring is linear in labels x candidates; the similarity matrix (K^2) is negligible here.
             row[f"projected_s_{k}"] = round(sec * k / len(labels), 1)

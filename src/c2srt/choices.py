@@ -46,3 +46,10 @@ class GraphSource(str, enum.Enum):
     EMBEDDING = "embedding"
     LLM = "llm"
     FILE = "file"
+
+
+class LocalLlmMode(str, enum.Enum):
+    """How the local language model builds a graph (`graph.llm_mode`; graph/contexts.py, graph/llm.py)."""
+
+    CONTEXTS = "contexts"  # every label's first token read after photo contexts: PMI both ways, mutual top-k
+    PMI = "pmi"  # the model judges text-embedding candidates by PMI of a relation sentence (version 1)

@@ -158,6 +158,9 @@ def cmd_graph(args: argparse.Namespace) -> int:
             candidates=args.candidates,
             llm_backend=args.llm_backend,
             llm_model=args.llm_model,
+            llm_mode=args.llm_mode,
+            llm_concurrency=args.llm_concurrency,
+            link_unseen=args.link_unseen,
             base_url=args.base_url,
             cache_dir=args.cache,
             progress=True,
@@ -400,7 +403,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--llm-backend", choices=("local", "openai"), default="local")
     b.add_argument("--llm-model", help="endpoint model id, or a local model folder")
     b.add_argument("--base-url", help="OpenAI-compatible endpoint (API key from $OPENAI_API_KEY)")
-    b.add_argument("--candidates", type=int, default=30, help="candidates per label (text-embedding neighbours)")
+    b.add_argument("--candidates", type=int, default=30, help="candidates per label (text-embedding neighbours; not used by --llm-mode contexts)")
+    b.add_argument("--llm-mode", choices=("contexts", "pmi"), default="contexts", help="local LLM: contexts (whole vocabulary, default) or pmi (version 1)")
+    b.add_argument("--llm-concurrency", type=int, default=8, help="openai backend: requests in flight at once")
+    b.add_argument("--link-unseen", action="store_true", help="with --seen: unseen labels may also receive edges from each other")
     b.add_argument("--cache", type=Path, help="cache folder (local model copy, endpoint answers)")
     s = gsub.add_parser("show", help="draw a graph (or one label's neighbourhood) as PNG")
     s.add_argument("graph", type=Path)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .choices import EmptyColumn, GraphSource, IstMode, Protocol, Scoring
+from .choices import EmptyColumn, GraphSource, IstMode, LocalLlmMode, Protocol, Scoring
 from .constants import DEFAULT_TEMPLATE
 from .registry import HEADS, Registry
 
@@ -79,6 +79,11 @@ class GraphCfg:
     llm_backend: str = "local"  # "local" (Gemma 3 270M, offline) or "openai" (any compatible endpoint)
     llm_model: str | None = None  # model id for the endpoint, or a local model path
     llm_base_url: str | None = None  # OpenAI-compatible base URL (API key from $OPENAI_API_KEY)
+    llm_mode: str = "contexts"  # local LLM: "contexts" (PMI of every label after photo contexts, mutual top-k) or "pmi" (version 1: judges the embedding candidates)
+    mutual_k: int = 3  # llm contexts: keep n -> c only if each is among the other's k best (labels)
+    min_pmi: float = 0.75  # llm contexts: floor on the pair's PMI, the lower of both directions (nats)
+    link_unseen: bool = False  # unseen labels may also receive edges from other unseen labels (inference; training uses the seen-only subgraph)
+    llm_concurrency: int = 8  # openai backend: requests in flight at once
 
 
 @dataclass
@@ -151,6 +156,7 @@ _CHOICES: dict[str, Collection[str] | type[enum.Enum] | Registry[Any]] = {
     "graph.source": GraphSource,
     "graph.encoder": ("minilm", "clip"),
     "graph.llm_backend": ("local", "openai"),
+    "graph.llm_mode": LocalLlmMode,
     "eval.protocol": Protocol,
     "eval.empty": EmptyColumn,
 }
@@ -328,6 +334,9 @@ def validate(cfg: Cfg) -> Cfg:
         raise ConfigError("model.templates: each template needs a '{}' for the label")
     if cfg.graph.source == "file" and not cfg.graph.path:
         raise ConfigError("graph.path: required when graph.source is 'file'")
+    for name in ("mutual_k", "llm_concurrency", "candidates"):
+        if getattr(cfg.graph, name) < 1:
+            raise ConfigError(f"graph.{name}: {getattr(cfg.graph, name)} must be >= 1")
     if h.scoring == "cosine" and cfg.model.ist.mode != "off":
         raise ConfigError("model.head.scoring: 'cosine' is for heads without IST (IST scores every label by its own scaled cosine)")
     ist = cfg.model.ist

@@ -113,3 +113,14 @@ def test_extend_keeps_every_edge_of_the_base_graph() -> None:
     assert ext.provenance["steps"][-1]["step"] == "extend"
     with pytest.raises(ValueError, match="link_from label 'zz'"):
         extend_graph(base, ["u1"], link_from=["zz"], encoder=encoder)
+
+
+def test_link_unseen_lets_unseen_labels_link_to_each_other_and_nothing_else_changes() -> None:
+    plain = build_graph(SEEN + UNSEEN, seen=SEEN, **KW)
+    linked = build_graph(SEEN + UNSEEN, seen=SEEN, link_unseen=True, **KW)
+    assert linked.subgraph(SEEN).edges() == plain.subgraph(SEEN).edges()  # what training uses
+    # u1 and u2 are both near-copies of s3: each now has the other among its neighbours
+    assert "u2" in [n for n, _ in linked.neighbors("u1")] and "u1" in [n for n, _ in linked.neighbors("u2")]
+    assert not any(n in UNSEEN for n, _, _ in plain.edges())
+    assert all(n != c for n, c, _ in linked.edges())
+    assert linked.provenance["steps"][1]["link_new"] is True and plain.provenance["steps"][1]["link_new"] is False

@@ -14,6 +14,7 @@ import torch
 
 from c2srt.graph import build_graph
 from c2srt.graph import llm as llm_mod
+from c2srt.graph.contexts import ContextScorer, LocalNextTokenLM
 from c2srt.graph.llm import LOCAL_MODEL_DIRNAME, LocalLMScorer
 from c2srt.io import CACHE_ENV
 
@@ -66,6 +67,19 @@ def test_local_gemma_build(gemma_cache: Path, monkeypatch: pytest.MonkeyPatch) -
     assert g.num_edges >= 1
     assert "fork" in [n for n, _ in g.neighbors("knife")]  # the one relation a 270M model cannot miss (knife is unseen)
     assert sum(g.report["dropped"][r] for r in ("unknown_name", "duplicate", "self_loop", "out_of_range", "malformed")) == 0
+
+    # The contexts mode on the same model: a label's log-probability read from the hidden state
+    # equals the full forward pass's; a tiny build links knife (unseen) from fork.
+    lm = LocalNextTokenLM(model=again.model, tokenizer=again.tokenizer)
+    prefixes = ["A photo of a fork. In the background there is a", "A photo of a dog. In the background is the"]
+    hidden, lse = lm.encode(prefixes)
+    got = lm.readout(hidden, [lm.first_token(" knife"), lm.first_token(" traffic light")]) - lse[:, None]
+    for row, prefix in zip(got, prefixes):
+        with torch.no_grad():
+            logp = again.model(input_ids=torch.tensor([again.tokenizer(prefix).input_ids])).logits[0, -1].float().log_softmax(-1)
+        np.testing.assert_allclose(row, [float(logp[lm.first_token(" knife")]), float(logp[lm.first_token(" traffic light")])], atol=2e-3)
+    g = build_graph(LABELS, seen=LABELS[:3], source="llm", scorer=ContextScorer(lm))
+    assert g.provenance["mode"] == "contexts" and "fork" in [n for n, _ in g.neighbors("knife")]
 
 
 def test_first_use_conversion_shows_no_transformers_bar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd) -> None:

@@ -230,3 +230,58 @@ def test_make_scorer_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "openai", None)  # as if the llm extra were not installed
     with pytest.raises(ImportError, match=r"pip install 'c2srt\[llm\]'"):
         make_scorer("openai", model="m", base_url="http://127.0.0.1:1/v1")
+
+
+def _slow(delay: float, inflight: list[int], peak: list[int], lock: threading.Lock) -> Callable[[str, list[str], int], Reply]:
+    """good_answer after `delay` seconds, recording how many requests were in flight at once."""
+    import time
+
+    def respond(c: str, cands: list[str], n: int) -> Reply:
+        with lock:
+            inflight[0] += 1
+            peak[0] = max(peak[0], inflight[0])
+        time.sleep(delay)
+        with lock:
+            inflight[0] -= 1
+        return good_answer(c, cands)
+
+    return respond
+
+
+def test_requests_go_out_concurrently_in_a_fixed_order(server_factory: Callable[..., FakeServer], tmp_path: Path) -> None:
+    import time
+
+    labels = [f"{n} {i}" for i in range(4) for n in LABELS]  # 24 categories
+    emb = np.concatenate([EMB + 0.01 * i for i in range(4)])
+
+    def enc(names: list[str]) -> np.ndarray:
+        return np.stack([emb[labels.index(n)] for n in names])
+
+    graphs, seconds, peaks = {}, {}, {}
+    for concurrency in (1, 8):
+        inflight, peak, lock = [0], [0], threading.Lock()
+        srv = server_factory(_slow(0.1, inflight, peak, lock))
+        cache = tmp_path / f"c{concurrency}.jsonl"
+        scorer = OpenAIChatScorer(base_url=srv.base_url, model="m", cache_file=cache, concurrency=concurrency)
+        t0 = time.perf_counter()
+        graphs[concurrency] = build_graph(labels, source="llm", encoder=enc, candidates=3, scorer=scorer)
+        seconds[concurrency] = time.perf_counter() - t0
+        peaks[concurrency] = peak[0]
+        assert len(srv.log) == len(labels)
+        lines = [json.loads(x) for x in cache.read_text().splitlines()]  # appends from 8 threads: whole lines
+        assert sorted(r["category"] for r in lines) == sorted(labels) and len({r["key"] for r in lines}) == len(labels)
+    assert peaks[1] == 1 and 2 <= peaks[8] <= 8
+    assert graphs[8].to_dict()["neighbors"] == graphs[1].to_dict()["neighbors"]
+    assert seconds[8] < seconds[1] / 2.5, seconds  # 24 x 0.1 s one at a time vs about 4 rounds of 8
+
+
+def test_a_failure_among_concurrent_requests_keeps_the_answers_that_arrived(server_factory: Callable[..., FakeServer], tmp_path: Path) -> None:
+    srv = server_factory(lambda c, cands, n: (401, b'{"error": "no"}') if c == "fork" else good_answer(c, cands))
+    cache = tmp_path / "a.jsonl"
+    scorer = OpenAIChatScorer(base_url=srv.base_url, model="m", cache_file=cache, concurrency=4, max_retries=0)
+    with pytest.raises(LLMRequestError, match="HTTP 401"):
+        scorer.relate([(c, ["dog", "cat"]) for c in LABELS])
+    cached = {json.loads(x)["category"] for x in cache.read_text().splitlines()}
+    assert "fork" not in cached and cached <= set(LABELS)
+    with pytest.raises(ValueError, match="concurrency must be >= 1"):
+        OpenAIChatScorer(base_url=srv.base_url, model="m", concurrency=0)

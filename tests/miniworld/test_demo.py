@@ -217,3 +217,31 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert len(pictures) >= 5
     for png in pictures:
         assert _valid_png(png), png
+
+
+def test_the_shipped_graph_is_the_one_the_demo_settings_ask_for(tmp_path, monkeypatch):
+    """demo.yaml's graph settings find the shipped file (no rebuild); other settings would not."""
+    import dataclasses
+
+    from c2srt.config import Cfg, merge_config
+    from c2srt.graph import CategoryGraph
+    from c2srt.miniworld.world import MiniWorld
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the demo rebuilt its graph")
+
+    monkeypatch.setattr("c2srt.graph.prepare_graph", no_build)
+    spec = demo.load_demo_spec()
+    world = MiniWorld(0)
+    names, seen = list(world.label_names), list(world.seen_names)
+    for quick in (False, True):
+        cfg = merge_config(Cfg(), demo.base_config(spec, quick=quick)).graph
+        path = demo.demo_graph(names, seen, cfg=cfg, cache_dir=tmp_path)
+        assert path.parent.name == "assets"
+    graph = CategoryGraph.load(path)
+    assert graph.provenance["mode"] == "contexts" and graph.seen == seen
+    assert graph.subgraph(seen).num_edges == graph.provenance["steps"][0]["edges"]  # training's graph: the seen step alone
+    cfg = merge_config(Cfg(), demo.base_config(spec, quick=False)).graph
+    keys = {demo.graph_key(names, seen, cfg.source, cfg.candidates, cfg.max_neighbors, **demo._graph_settings(c))
+            for c in (cfg, dataclasses.replace(cfg, link_unseen=not cfg.link_unseen), dataclasses.replace(cfg, mutual_k=cfg.mutual_k + 1))}
+    assert len(keys) == 3

@@ -27,8 +27,10 @@ from .embedding import (
     cosine_similarity,
     nearest_candidates,
 )
+from .contexts import DEFAULT_MIN_PMI, DEFAULT_MUTUAL_K, PMI_SCALE, context_links, make_context_scorer, pmi_strength
 from .encoders import encoder_name, resolve_encoder
 from .graph import CategoryGraph, sum_reports
+from .llm import OPENAI_CONCURRENCY
 from .parse import ParseReport, VocabularyMatcher, clean_pairs
 
 _logger = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ LLM_LOCAL_MIN_STRENGTH = 0.5
 # An endpoint model already chose its neighbours: no relative cut, only a floor.
 LLM_OPENAI_RELATIVE_CUT = 0.0
 LLM_OPENAI_MIN_STRENGTH = 0.1
+DEFAULT_LLM_MODE = "contexts"  # local backend: "contexts" (contexts.py) or "pmi" (llm.py: judge embedding candidates)
 
 
 def _check_vocabulary(labels: Sequence[str], seen: Sequence[str] | None) -> tuple[list[str], list[str] | None]:
@@ -97,11 +100,14 @@ _LINK_DEFAULTS: dict[str, Any] = {  # how a label's neighbours are chosen (see `
     "max_neighbors": DEFAULT_MAX_NEIGHBORS,
     "llm_backend": "local",
     "llm_model": None,
-    "llm_mode": "pmi",
+    "llm_mode": DEFAULT_LLM_MODE,
     "base_url": None,
     "cache_dir": None,
     "scorer": None,
     "progress": False,
+    "mutual_k": DEFAULT_MUTUAL_K,
+    "min_pmi": DEFAULT_MIN_PMI,
+    "llm_concurrency": OPENAI_CONCURRENCY,
 }
 
 
@@ -118,28 +124,35 @@ def build_graph(
     max_neighbors: int = DEFAULT_MAX_NEIGHBORS,
     llm_backend: str = "local",
     llm_model: str | None = None,
-    llm_mode: str = "pmi",
+    llm_mode: str = DEFAULT_LLM_MODE,
     base_url: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     scorer: Any = None,
     progress: bool = False,
+    mutual_k: int = DEFAULT_MUTUAL_K,
+    min_pmi: float = DEFAULT_MIN_PMI,
+    link_unseen: bool = False,
+    llm_concurrency: int = OPENAI_CONCURRENCY,
 ) -> CategoryGraph:
     """Build the category graph of a vocabulary.
 
     With `seen` given (and some labels unseen), in two steps that `provenance["steps"]` records:
     the graph over the seen labels alone (what training uses: its candidate prefilter, cut and
     neighbour cap never see an unseen name), then `extend_graph` adds each unseen label with
-    edges into it from the seen labels. Without `seen`, one graph over all labels.
+    edges into it from the seen labels (and, with `link_unseen`, from the other unseen labels
+    too: the test vocabulary is known at inference; training uses the seen-only subgraph, which
+    this never changes). Without `seen`, one graph over all labels.
 
     Args:
         labels: the vocabulary (seen and unseen labels), unique.
         seen: the labels seen in training (must be in `labels`).
-        source: "embedding" (text-embedding neighbours, adaptive cut), "llm" (a language model
-            picks among the `candidates` nearest labels) or "file" (load `path` and check it).
+        source: "embedding" (text-embedding neighbours, adaptive cut), "llm" (a language model:
+            see `llm_mode`) or "file" (load `path` and check it).
         path: graph JSON for source "file".
         encoder: text encoder for similarities/candidates: None or "minilm" (all-MiniLM-L6-v2), or
             a callable names -> [K, D] (e.g. the CLIP text tower).
-        candidates: nearest labels considered per category.
+        candidates: nearest labels considered per category (embedding source, and the LLM
+            modes that judge embedding candidates: "pmi" and the openai backend).
         relative_cut: keep strength >= relative_cut * best strength of the category. Default per
             source: 0.9 (embedding), 0.8 (llm local), 0 (llm openai).
         min_strength: absolute floor. Default per source: 0.3 cosine (embedding), 0.5 (llm local),
@@ -147,12 +160,18 @@ def build_graph(
         max_neighbors: cap on neighbours per category.
         llm_backend: "local" (Gemma 3 270M, offline) or "openai" (OpenAI-compatible endpoint).
         llm_model: endpoint model id (openai) or a local transformers model folder (local).
-        llm_mode: local backend mode (only "pmi" so far).
+        llm_mode: local backend mode: "contexts" (default: PMI of every label after photo
+            contexts, both directions, mutual top-k; `contexts.py`) or "pmi" (version 1: PMI of
+            the `candidates` nearest labels after "... a c and a").
         base_url: OpenAI-compatible base URL (API key from $OPENAI_API_KEY).
         cache_dir: cache root for the converted local model and endpoint answers
             (default $C2SRT_CACHE or ~/.cache/c2srt).
         scorer: a ready `llm.RelationScorer` (overrides `llm_backend`; tests, custom backends).
         progress: show a tqdm progress bar.
+        mutual_k: contexts mode: n -> c needs n among c's `mutual_k` best and c among n's.
+        min_pmi: contexts mode: floor on the pair's PMI, in nats.
+        link_unseen: with `seen`: unseen labels may also receive edges from other unseen labels.
+        llm_concurrency: openai backend: requests in flight at once.
 
     Returns:
         The graph (labels in `labels` order), with `provenance` (source, model, prompt hash, date,
@@ -175,8 +194,9 @@ def build_graph(
     opts = dict(
         candidates=candidates, relative_cut=relative_cut, min_strength=min_strength, max_neighbors=max_neighbors,
         llm_backend=llm_backend, llm_model=llm_model, llm_mode=llm_mode, base_url=base_url, cache_dir=cache_dir,
-        scorer=scorer, progress=progress,
+        scorer=scorer, progress=progress, mutual_k=mutual_k, min_pmi=min_pmi, llm_concurrency=llm_concurrency,
     )  # fmt: skip
+    opts["scorer"] = _scorer(src, opts)  # one scorer (one model load, one answer cache) for both steps
     seen_set = set(seen) if seen is not None else set(labels)
     unseen = [n for n in labels if n not in seen_set]
     if seen is None or not unseen:
@@ -187,7 +207,7 @@ def build_graph(
     enc = VocabularyMemo(enc, trained)  # the seen labels embedded alone, once for both steps
     graph = _build_over(trained, trained, src, enc, **opts)
     graph.provenance["steps"] = [{"step": "seen", "labels": len(trained), "edges": graph.num_edges}]
-    graph = extend_graph(graph, unseen, link_from=trained, source=src, encoder=enc, **opts)
+    graph = extend_graph(graph, unseen, link_from=trained, link_new=link_unseen, source=src, encoder=enc, **opts)
     graph = graph.reordered(labels)
     graph.provenance["num_labels"] = len(labels)
     return graph
@@ -208,10 +228,31 @@ def _cut_defaults(src: GraphSource, relative_cut: float | None, min_strength: fl
     return rc, ms
 
 
+def _is_contexts(scorer: Any) -> bool:
+    """A scorer of whole PMI rows (`contexts.ContextScorer`) rather than of given candidates."""
+    return callable(getattr(scorer, "rows", None))
+
+
+def _scorer(src: GraphSource, opts: dict[str, Any]) -> Any:
+    """The LLM scorer of `opts` (made from the backend settings when none is given); None for other sources."""
+    if src is not GraphSource.LLM or opts["scorer"] is not None:
+        return opts["scorer"]
+    if opts["llm_backend"] == "local" and opts["llm_mode"] == "contexts":
+        return make_context_scorer(model=opts["llm_model"], cache_dir=opts["cache_dir"])
+    from .llm import make_scorer
+
+    return make_scorer(
+        opts["llm_backend"], model=opts["llm_model"], base_url=opts["base_url"], cache_dir=opts["cache_dir"],
+        mode=opts["llm_mode"], concurrency=opts["llm_concurrency"],
+    )  # fmt: skip
+
+
 def _build_over(
     labels: list[str], seen: list[str] | None, src: GraphSource, enc: Callable[[list[str]], Any], **opts: Any
 ) -> CategoryGraph:
     """One graph over `labels`: each label's neighbours among the others."""
+    if _is_contexts(opts["scorer"]):
+        return _linked_by_contexts(labels, labels, seen, enc, **opts)
     sim = cosine_similarity(enc(labels))  # [K, K]
     return _linked(labels, labels, nearest_candidates(sim, opts["candidates"]), sim, seen, src, enc, **opts)
 
@@ -221,6 +262,7 @@ def extend_graph(
     new_labels: Sequence[str],
     *,
     link_from: Sequence[str] | None = None,
+    link_new: bool = False,
     source: str | GraphSource = GraphSource.EMBEDDING,
     encoder: str | Callable[[list[str]], Any] | None = None,
     **options: Any,
@@ -236,9 +278,12 @@ def extend_graph(
         graph: the graph to extend (e.g. the seen-only training graph, a checkpoint's graph).
         new_labels: labels to add (labels already in the graph are skipped).
         link_from: labels the new ones may receive edges from (all in `graph`).
+        link_new: the new labels may also receive edges from each other (e.g. unseen labels at
+            inference, where the whole test vocabulary is known).
         source, encoder: as `build_graph` ("file" is not a way to extend).
         **options: `build_graph`'s candidates, relative_cut, min_strength, max_neighbors,
-            llm_backend, llm_model, llm_mode, base_url, cache_dir, scorer, progress.
+            llm_backend, llm_model, llm_mode, base_url, cache_dir, scorer, progress, mutual_k,
+            min_pmi, llm_concurrency.
 
     Raises:
         ValueError: a `link_from` label outside the graph, source "file", or an unknown option.
@@ -258,18 +303,26 @@ def extend_graph(
     if not new:
         return graph
     enc = resolve_encoder(encoder)
-    sim = np.zeros((len(new), 0))
-    if base:
-        unit = [np.asarray(e, dtype=np.float64) for e in (enc(new), enc(base))]
-        unit = [e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), np.finfo(np.float64).tiny) for e in unit]
-        sim = unit[0] @ unit[1].T  # [U, D] x [D, S] -> [U, S]: new label -> label it may link from
-    order = np.argsort(-sim, axis=1, kind="stable")[:, : opts["candidates"]]  # ties keep label order
-    links = _linked(new, base, order.tolist(), sim, None, src, enc, **opts)
+    opts["scorer"] = _scorer(src, opts)
+    pool = base + new if link_new else base
+    if _is_contexts(opts["scorer"]):
+        links = _linked_by_contexts(new, pool, None, enc, **opts)
+    else:
+        sim = np.zeros((len(new), 0))
+        if pool:
+            unit = [np.asarray(e, dtype=np.float64) for e in (enc(new), enc(pool))]
+            unit = [e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), np.finfo(np.float64).tiny) for e in unit]
+            sim = unit[0] @ unit[1].T  # [U, D] x [D, S] -> [U, S]: new label -> label it may link from
+        if link_new:
+            sim[np.arange(len(new)), len(base) + np.arange(len(new))] = -np.inf  # never from itself
+        order = np.argsort(-sim, axis=1, kind="stable")[:, : opts["candidates"]]  # ties keep label order
+        cand = [[j for j in row if np.isfinite(sim[t, j])] for t, row in enumerate(order.tolist())]
+        links = _linked(new, pool, cand, sim, None, src, enc, **opts)
     nbrs = {c: graph.neighbors(c) for c in graph.labels}
     nbrs.update({c: links.neighbors(c) for c in new})
     prov = dict(graph.provenance)
-    step = {"step": "extend", "labels": len(new), "link_from": len(base), "edges": links.num_edges, "source": src.value}
-    step.update({k: v for k, v in links.provenance.items() if k in ("encoder", "model", "llm_backend", "parameters")})
+    step = {"step": "extend", "labels": len(new), "link_from": len(base), "link_new": bool(link_new), "edges": links.num_edges, "source": src.value}
+    step.update({k: v for k, v in links.provenance.items() if k in ("encoder", "model", "mode", "llm_backend", "parameters")})
     prov["steps"] = list(prov.get("steps", [])) + [step]
     report = sum_reports(graph.report, links.report)
     return CategoryGraph(graph.labels + new, nbrs, seen=graph.seen, provenance=prov, report=report)
@@ -295,6 +348,9 @@ def _linked(
     cache_dir: str | os.PathLike[str] | None,
     scorer: Any,
     progress: bool,
+    mutual_k: int,
+    min_pmi: float,
+    llm_concurrency: int,
 ) -> CategoryGraph:
     """Edges into each target from its candidates, by the source's rule.
 
@@ -316,7 +372,7 @@ def _linked(
     if scorer is None:
         from .llm import make_scorer
 
-        scorer = make_scorer(llm_backend, model=llm_model, base_url=base_url, cache_dir=cache_dir, mode=llm_mode)
+        scorer = make_scorer(llm_backend, model=llm_model, base_url=base_url, cache_dir=cache_dir, mode=llm_mode, concurrency=llm_concurrency)
     desc = scorer.describe()
     rc, ms = _cut_defaults(src, relative_cut, min_strength, local=desc.get("backend") == "local")
     matcher = VocabularyMatcher(nodes)
@@ -350,6 +406,30 @@ def _linked(
         llm_backend=desc.get("backend"),
         parameters={"relative_cut": rc, "min_strength": ms, "max_neighbors": max_neighbors},
     )
+    return CategoryGraph(nodes, nbrs, seen=seen, provenance=prov, report=report.to_dict())
+
+
+def _linked_by_contexts(
+    targets: list[str], pool: list[str], seen: list[str] | None, enc: Callable[[list[str]], Any], *, scorer: Any, max_neighbors: int,
+    mutual_k: int, min_pmi: float, progress: bool, **_: Any,
+) -> CategoryGraph:
+    """Edges into each target from `pool` by the contexts rule (`contexts.context_links`): the
+    whole pool is scored, no embedding candidates. Returns a graph over `pool` + the targets not in
+    it, holding only the targets' in-edges."""
+    nodes = list(dict.fromkeys(pool + targets))
+    desc = scorer.describe()
+    bar = _progress(len(targets), progress, f"graph ({desc.get('backend')} LLM, contexts)")
+    try:
+        links, below = context_links(targets, pool, scorer.rows, mutual_k=mutual_k, min_pmi=min_pmi, max_neighbors=max_neighbors, bar=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    nbrs = {cat: [(n, pmi_strength(s)) for n, s in items] for cat, items in links.items()}
+    report = ParseReport()
+    report.dropped["below_cut"] += below
+    prov: dict[str, Any] = {"source": GraphSource.LLM.value, "date": _now(), "encoder": None, "candidates": "every label", "num_labels": len(nodes)}
+    prov.update({k: v for k, v in desc.items() if k != "backend"}, llm_backend=desc.get("backend"))
+    prov["parameters"] = {"mutual_k": mutual_k, "min_pmi": min_pmi, "max_neighbors": max_neighbors, "strength": f"1 - exp(-PMI / {PMI_SCALE:g} nats)"}
     return CategoryGraph(nodes, nbrs, seen=seen, provenance=prov, report=report.to_dict())
 
 

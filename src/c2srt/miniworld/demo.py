@@ -103,11 +103,18 @@ def row_config(
 GRAPH_POLICY = "seen, then extended"  # c2srt.graph.prepare_graph: built over the seen labels, unseen linked in
 
 
-def graph_key(names: list[str], seen: list[str], source: str, candidates: int, max_neighbors: int) -> str:
+def graph_key(names: list[str], seen: list[str], source: str, candidates: int, max_neighbors: int, **settings: Any) -> str:
     """What a demo graph depends on: its vocabulary, split, source, cut and how it is built (the
-    model and prompt are in its provenance; a newer prompt does not make the shipped graph wrong)."""
-    blob = json.dumps([names, seen, source, candidates, max_neighbors, GRAPH_POLICY])
+    model and prompt are in its provenance; a newer prompt does not make the shipped graph wrong).
+    `settings`: the other `GraphCfg` values that shape it (LLM mode, mutual rank, PMI floor, links
+    between unseen labels)."""
+    blob = json.dumps([names, seen, source, candidates, max_neighbors, GRAPH_POLICY, sorted(settings.items())])
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _graph_settings(cfg: Any) -> dict[str, Any]:
+    """The `GraphCfg` values beyond source, candidates and cap that change the graph."""
+    return {k: getattr(cfg, k) for k in ("llm_mode", "mutual_k", "min_pmi", "link_unseen")}
 
 
 def demo_graph(names: list[str], seen: list[str], *, cfg: Any, cache_dir: Path | None) -> Path:
@@ -121,7 +128,7 @@ def demo_graph(names: list[str], seen: list[str], *, cfg: Any, cache_dir: Path |
     from ..graph import CategoryGraph, prepare_graph
     from .pretrain import miniworld_cache
 
-    key = graph_key(names, seen, cfg.source, cfg.candidates, cfg.max_neighbors)
+    key = graph_key(names, seen, cfg.source, cfg.candidates, cfg.max_neighbors, **_graph_settings(cfg))
     shipped = Path(str(resources.files("c2srt.miniworld") / "assets" / GRAPH_ASSET.format(source=cfg.source)))
     if shipped.is_file() and CategoryGraph.load(shipped).provenance.get("miniworld_key") == key:
         return shipped
