@@ -151,3 +151,31 @@ def test_a_string_field_takes_the_override_as_written():
         load_config(None, ["model.ist.mode=yes"])  # the text, checked as any other value
     with pytest.raises(ConfigError, match="train.epochs"):
         load_config(None, ["train.epochs=off"])  # not a string field: YAML's false, refused
+
+
+def test_stored_configs_keep_the_behaviour_of_fields_they_predate() -> None:
+    """A checkpoint's config from before `model.ist.evidence` (and the other IST options, and head
+    scoring) existed rebuilds the model it was trained as; a new config gets the new defaults."""
+    from c2srt.config import Cfg, config_from_dict, config_to_dict
+
+    stored = config_to_dict(Cfg())
+    for key in ("evidence", "self_loops", "evidence_dropout"):
+        del stored["model"]["ist"][key]
+    del stored["model"]["head"]["scoring"]
+    old = config_from_dict(stored)
+    assert (old.model.ist.evidence, old.model.ist.self_loops, old.model.ist.evidence_dropout, old.model.head.scoring) == (False, True, 0.0, "fused")
+    new = config_from_dict(config_to_dict(Cfg()))
+    assert (new.model.ist.evidence, new.model.ist.evidence_dropout) == (True, 0.25)
+    assert "evidence" not in stored["model"]["ist"]  # the caller's dict is left as it was
+
+
+def test_ist_evidence_options_apply_to_image_mode_only() -> None:
+    from c2srt.config import Cfg, merge_config
+    from c2srt.model import create_model
+
+    cfg = merge_config(Cfg(), {"model": {"backbone": "test-tiny", "pretrained": None, "distill": False, "ist": {"mode": "label", "hidden": 32}}})
+    assert cfg.model.ist.evidence  # the default, for image mode
+    model = create_model(cfg.model)
+    assert model.ist.readout is None and model.ist.evidence_dropout == 0.0
+    image = create_model(merge_config(cfg, {"model": {"ist": {"mode": "image"}}}).model)
+    assert image.ist.readout is not None and image.ist.evidence_dropout == 0.25

@@ -6,6 +6,7 @@ Unknown keys are errors, so a typo fails instead of silently falling back to a d
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 import types
@@ -44,9 +45,9 @@ class IstCfg:
     dropout: float = 0.0  # attention dropout
     image_chunk: int = 16  # images per GAT pass in "image" mode (bounds memory)
     top_m: int = 0  # "image" mode: propagate over each image's top-M labels by region score and their graph neighbours only (0: every label, exact)
-    evidence: bool = False  # "image" mode: each node's own evidence cos(f_img, t) as an input, and a logit shift read from its final state (transfer of how strongly a neighbour is present)
+    evidence: bool = True  # "image" mode (label mode ignores it): each node's own evidence cos(f_img, t) as an input, and a logit shift read from its final state (transfer of how strongly a neighbour is present)
     self_loops: bool = True  # attention includes the node itself (GATv2Conv's default); false: neighbours only, the node's own state passes through the residual
-    evidence_dropout: float = 0.0  # "image" mode, training: share of (image, label) nodes whose own evidence is hidden from IST, in [0, 1)
+    evidence_dropout: float = 0.25  # "image" mode (label mode ignores it), training: share of (image, label) nodes whose own evidence is hidden from IST, in [0, 1)
 
 
 @dataclass
@@ -340,8 +341,6 @@ def validate(cfg: Cfg) -> Cfg:
     if h.scoring == "cosine" and cfg.model.ist.mode != "off":
         raise ConfigError("model.head.scoring: 'cosine' is for heads without IST (IST scores every label by its own scaled cosine)")
     ist = cfg.model.ist
-    if ist.mode == "label" and (ist.evidence or ist.evidence_dropout):
-        raise ConfigError("model.ist.evidence / evidence_dropout: need image evidence (model.ist.mode: image)")
     if not 0.0 <= ist.evidence_dropout < 1.0:
         raise ConfigError(f"model.ist.evidence_dropout: {ist.evidence_dropout} must lie in [0, 1)")
     if cfg.model.ist.top_m < 0:
@@ -391,9 +390,34 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return validate(cfg)
 
 
+# Fields added with a default that differs from the behaviour before them: a config stored before
+# (a checkpoint's, a run's hyper-parameters; they hold every field of their version) that lacks one
+# gets the old behaviour, so old models load and score as they were trained.
+_ADDED = {
+    "model.head.scoring": "fused",
+    "model.ist.evidence": False,
+    "model.ist.self_loops": True,
+    "model.ist.evidence_dropout": 0.0,
+}
+
+
+def _with_added_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored config's dict with the fields it predates set to their old behaviour."""
+    out = copy.deepcopy(data)
+    for dotted, old in _ADDED.items():
+        *parents, leaf = dotted.split(".")
+        node: Any = out
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf not in node:
+            node[leaf] = old
+    return out
+
+
 def config_from_dict(data: dict[str, Any]) -> Cfg:
-    """Rebuild a validated Cfg from a dict (e.g. the one stored inside a checkpoint)."""
-    return validate(_merge(Cfg(), data))
+    """Rebuild a validated Cfg from a stored dict (a checkpoint's, a run's hyper-parameters); fields
+    the dict predates keep the behaviour they had (`_ADDED`)."""
+    return validate(_merge(Cfg(), _with_added_fields(data)))
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

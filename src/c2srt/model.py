@@ -297,9 +297,9 @@ def create_model(
             mode=cfg.ist.mode,
             image_chunk=cfg.ist.image_chunk,
             top_m=cfg.ist.top_m,
-            evidence=cfg.ist.evidence,
+            evidence=cfg.ist.evidence and cfg.ist.mode == "image",  # label mode has no image evidence
             self_loops=cfg.ist.self_loops,
-            evidence_dropout=cfg.ist.evidence_dropout,
+            evidence_dropout=cfg.ist.evidence_dropout if cfg.ist.mode == "image" else 0.0,
         )
     scorer = CosineScore() if cfg.head.scoring == "cosine" and ist is None else None
     mean, std = (bundle.mean, bundle.std) if cfg.normalization == "backbone" else normalization(cfg.normalization)

@@ -129,11 +129,15 @@ def test_each_control_row_changes_one_thing_and_each_part_pairs_existing_rows(tm
         if "edges" in row:
             twin = row["name"].removesuffix(twins[row["edges"]])
             assert cfg(row["name"]).model == cfg(twin).model and cfg(row["name"]).train == cfg(twin).train
-        else:
+        elif row["model"]["ist"]["mode"] == "off":  # the scoring rule alone: the reference scored by cosines
             ref = cfg(spec["reference"])
             assert cfg(row["name"]).model.head.scoring == "cosine"
             assert dataclasses.replace(cfg(row["name"]).model, head=ref.model.head) == ref.model
             assert dataclasses.replace(cfg(row["name"]).model.head, scoring="fused") == ref.model.head
+        else:  # IST image without a part of its design: only model.ist's evidence settings differ
+            mine, full = cfg(row["name"]).model, cfg("+ IST image").model
+            assert dataclasses.replace(mine, ist=full.ist) == full and mine.ist != full.ist
+            assert dataclasses.replace(mine.ist, evidence=full.ist.evidence, evidence_dropout=full.ist.evidence_dropout) == full.ist
     assert {r.get("edges") for r in spec["controls"]} >= {"none", "random", "oracle"}
     for part in spec["parts"]:
         assert part["row"] in rows and part["against"] in rows, part
