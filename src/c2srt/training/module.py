@@ -22,6 +22,7 @@ from ..evaluate import EvalPass, format_table
 from ..losses import training_loss
 from ..model import C2SRT, LabelSet, create_model
 from ..optim import optimizer_param_groups, warmup_cosine_scheduler
+from .sampling import step_seeded
 
 _logger = logging.getLogger(__name__)
 
@@ -95,7 +96,8 @@ class C2SRTModule(L.LightningModule):
         assert self._seen_idx is not None
         target = batch["target"].index_select(1, self._seen_idx)  # [B, K_all] -> [B, K_seen]
         use_distill = self.cfg.model.distill
-        out = self.model(batch["image"], labels, with_teacher=use_distill)
+        with step_seeded(self.cfg.seed, self.global_rank, self.global_step, self.device):  # dropout resumes too
+            out = self.model(batch["image"], labels, with_teacher=use_distill)
         loss = training_loss(
             out.logits, target, g=out.g, g_teacher=out.g_teacher if use_distill else None,
             margin=self.cfg.train.margin, distill_weight=self.cfg.model.distill_weight,

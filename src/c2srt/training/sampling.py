@@ -1,11 +1,14 @@
-"""Epoch-seeded sampling: the data order and every augmentation are functions of (seed, epoch, index).
+"""Seeded randomness: the data order and every augmentation are functions of (seed, epoch, index),
+and the draws inside a training step (dropout) functions of (seed, rank, step).
 
 So a run resumed from an epoch-end checkpoint continues exactly as the uninterrupted one would
-have, and under DDP each rank takes its own share of one permutation.
+have (the global generators' states are not in the checkpoint), and under DDP each rank takes its
+own share of one permutation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Iterator
 
@@ -62,3 +65,15 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return math.ceil(len(self.data) / self.world_size)
+
+
+@contextlib.contextmanager
+def step_seeded(seed: int, rank: int, step: int, device: torch.device) -> Iterator[None]:
+    """Runs a training step's forward with the generators of `device` seeded by (seed, rank, step)."""
+    cuda = device.type == "cuda"
+    with torch.random.fork_rng(devices=[device] if cuda else []):
+        value = ((seed * SEED_STRIDE + rank) * SEED_STRIDE + step) % 2**63
+        torch.default_generator.manual_seed(value)
+        if cuda:
+            torch.cuda.manual_seed(value)  # the current device's generator, the one fork_rng restores
+        yield
