@@ -122,6 +122,14 @@ class EvalCfg:
 
 
 @dataclass
+class CalibrationCfg:
+    holdout: float = 0.1  # training images held out to fit the calibrator: a fraction in (0, 1) or a number of images (>= 1); 0: none (no calibrator)
+    max_holdout: int = 1000  # most images held out, in images (a fraction of a large listing would be far more than the calibrator needs)
+    seed: int = 0  # seed of the held-out draw (its own, so the held-out images stay when the training seed changes)
+    method: str = "platt"  # calibrator: "platt" (logistic in the decision score) or "isotonic" (monotone steps, interpolated)
+
+
+@dataclass
 class Cfg:
     seed: int = 0  # everything random is seeded from this
     output_dir: str = "runs/default"  # where the run writes its files
@@ -130,6 +138,7 @@ class Cfg:
     data: DataCfg = field(default_factory=DataCfg)
     train: TrainCfg = field(default_factory=TrainCfg)
     eval: EvalCfg = field(default_factory=EvalCfg)
+    calibration: CalibrationCfg = field(default_factory=CalibrationCfg)
 
 
 _CHOICES = {
@@ -146,6 +155,7 @@ _CHOICES = {
     "graph.llm_backend": ("local", "openai"),
     "eval.protocol": ("nus_wide", "open_images", "generic"),
     "eval.empty": ("zero", "skip"),
+    "calibration.method": ("platt", "isotonic"),
 }
 
 
@@ -295,6 +305,11 @@ def validate(cfg: Cfg) -> Cfg:
         raise ConfigError("train.accumulate: must be >= 1")
     if any(k < 1 for k in cfg.eval.topk):
         raise ConfigError(f"eval.topk: {cfg.eval.topk} must be positive")
+    c = cfg.calibration
+    if c.holdout < 0 or (c.holdout >= 1 and c.holdout != int(c.holdout)):
+        raise ConfigError(f"calibration.holdout: {c.holdout} must be 0, a fraction in (0, 1) or a whole number of images")
+    if c.max_holdout < 1:
+        raise ConfigError(f"calibration.max_holdout: {c.max_holdout} must be >= 1")
     return cfg
 
 
