@@ -328,6 +328,13 @@ def design_rows(work: Path, setup: dict[str, Any], seeds: list[int], split: str)
     return rows
 
 
+DESIGN_PRINTED = ("seen/ECE", "unseen/ECE", "seen/F1@0.5", "seen/oracle_F1", "unseen/F1@0.5", "unseen/oracle_F1", "unseen/macroF1@0.5", "unseen/oracle_macroF1")
+
+
+def all_rows(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*spec["zero_shot"], *spec["variants"]]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
