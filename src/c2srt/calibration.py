@@ -478,7 +478,7 @@ def fit_calibrator(
         "c2srt_version": __version__,
     }
     cal = Calibrator.fit(scores[:, cols], targets[:, cols], method=method, provenance=record)
-    _logger.info("calibrator (%s) fitted on %d images, %d labels: %s", method, scores.shape[0], int(cols.sum()), _fit_line(cal))
+    _logger.debug("calibrator (%s) fitted on %d images, %d labels: %s", method, scores.shape[0], int(cols.sum()), _fit_line(cal))
     return cal
 
 
