@@ -46,3 +46,10 @@ class GraphSource(str, enum.Enum):
     EMBEDDING = "embedding"
     LLM = "llm"
     FILE = "file"
+
+
+class CalibrationMethod(str, enum.Enum):
+    """The map from decision scores to P(label present) (`calibration.method`)."""
+
+    PLATT = "platt"  # sigma(a s + b), a >= 0: a logistic in the decision score
+    ISOTONIC = "isotonic"  # monotone steps (pool-adjacent-violators), interpolated

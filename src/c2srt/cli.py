@@ -133,6 +133,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibration import calibrate_checkpoint
+    from .checkpoint import read_checkpoint_info
+    from .config import apply_overrides, load_config, validate
+
+    cfg = None
+    if args.config:
+        cfg = load_config(args.config, args.overrides)
+    elif args.overrides:  # overrides apply to the checkpoint's own config
+        cfg = validate(apply_overrides(read_checkpoint_info(args.checkpoint).cfg, args.overrides))
+    # without --config the data are the checkpoint's own training listing: only its held-out part
+    path, cal = calibrate_checkpoint(args.checkpoint, cfg, split=args.split, heldout=args.config is None, out=args.out)
+    fit = cal.provenance.get("fit", {})
+    print(
+        f"calibrator ({cal.method}) fitted on {cal.provenance.get('images')} images, {len(cal.provenance.get('labels', []))} labels "
+        f"({fit.get('entries')} annotated entries, {fit.get('positives')} positive): ECE {fit.get('ece', float('nan')):.3f}, "
+        f"Brier {fit.get('brier', float('nan')):.3f} on these images"
+    )
+    print(f"written to {path}")
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from .checkpoint import convert_mkt
     from .config import load_config
@@ -332,7 +354,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"c2srt {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE_HELP)
-    sub = parser.add_subparsers(dest="verb", metavar="{demo,train,eval,predict,serve,graph,data,convert}")
+    sub = parser.add_subparsers(dest="verb", metavar="{demo,train,eval,calibrate,predict,serve,graph,data,convert}")
 
     p = sub.add_parser("demo", help="the mini-world benchmark: the whole method end to end, offline")
     p.add_argument("--output-dir", default="runs/demo", help="where tables, JSON and pictures go")
@@ -356,6 +378,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.root=/data")
     p.add_argument("--output-dir", help="where eval.json goes (default: beside the checkpoint)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="fit the map from a checkpoint's scores to probabilities on annotated images (stored in the checkpoint)",
+        description="Score annotated images with a checkpoint and fit its calibrator (decision score -> "
+        "P(label present), one map for every label, so it also applies to labels never seen), then store "
+        "it in the checkpoint. With --config, every image of the config's data split (e.g. a few hundred "
+        "of your own labelled photos); without, the images the checkpoint's training held out "
+        "(calibration.holdout).",
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="model.safetensors from c2srt train")
+    p.add_argument("--config", type=Path, help="YAML whose data section is the annotated listing (default: the checkpoint's own)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.root=photos calibration.method=isotonic")
+    p.add_argument("--split", choices=("train", "test"), default="train", help="the data split to read (default: train)")
+    p.add_argument("--out", type=Path, help="write the calibrated checkpoint here (default: rewrite --checkpoint, atomically; weights unchanged)")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("predict", help="tag images with any vocabulary (ranked labels, optional explanations)")
     p.add_argument("images", nargs="+", help="image files and/or folders")
