@@ -32,17 +32,19 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 
-from .version import __version__
+from .choices import CalibrationMethod
 from .constants import IGNORE_LABEL, POSITIVE
+from .data.base import DatasetPart
+from .version import __version__
 
 if TYPE_CHECKING:
     from .config import CalibrationCfg, Cfg
     from .graph import CategoryGraph
-    from .model import C2SRT, LabelSet
+    from .model import C2SRT
 
 _logger = logging.getLogger(__name__)
 
-METHODS = ("platt", "isotonic")
+METHODS = tuple(m.value for m in CalibrationMethod)  # "platt", "isotonic"
 PLATT_MAX_ITER = 100  # Newton steps
 PLATT_TOL = 1e-10  # stop when the gradient's largest entry is below this
 PLATT_MIN_STEP = 1e-10  # back-tracking gives up below this step
@@ -337,41 +339,6 @@ def holdout_split(n: int, holdout: float, *, seed: int, max_holdout: int | None 
     return np.sort(perm[h:]), np.sort(perm[:h])
 
 
-class DatasetPart(torch.utils.data.Dataset):
-    """Some images of a dataset, as a dataset of the same contract (`label_names`, masks,
-    `image_path(i)`; a sample's `index` is its position in the part)."""
-
-    def __init__(self, dataset: Any, indices: Sequence[int]) -> None:
-        self.dataset = dataset
-        self.indices = np.asarray(indices, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return int(self.indices.size)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        sample = dict(self.dataset[int(self.indices[i])])
-        sample["index"] = int(i)
-        return sample
-
-    @property
-    def label_names(self) -> list[str]:
-        return list(self.dataset.label_names)
-
-    @property
-    def seen_mask(self) -> torch.Tensor:
-        return torch.as_tensor(self.dataset.seen_mask, dtype=torch.bool)
-
-    @property
-    def unseen_mask(self) -> torch.Tensor:
-        return torch.as_tensor(self.dataset.unseen_mask, dtype=torch.bool)
-
-    def image_path(self, i: int) -> str:
-        return str(self.dataset.image_path(int(self.indices[i])))
-
-    def __repr__(self) -> str:
-        return f"DatasetPart({self.dataset!r}, {len(self)} of {len(self.dataset)} images)"
-
-
 def split_dataset(dataset: Any, cfg: "CalibrationCfg") -> tuple[DatasetPart, DatasetPart]:
     """(training part, held-out part) of a training dataset as `cfg` (`calibration.*`) says."""
     train, held = holdout_split(len(dataset), cfg.holdout, seed=cfg.seed, max_holdout=cfg.max_holdout)
@@ -379,21 +346,16 @@ def split_dataset(dataset: Any, cfg: "CalibrationCfg") -> tuple[DatasetPart, Dat
 
 
 # ------------------------------------------------------------------------------ scoring and fitting
-def vocabulary(model: "C2SRT", names: Sequence[str], graph: "CategoryGraph | None") -> "LabelSet":
-    """The LabelSet of `names`; with IST, the graph extended to labels it lacks as `c2srt predict`
-    extends it (embedding source, the model's text tower; `c2srt.graph.prepare_graph`)."""
-    if model.ist is None:
-        return model.label_set(list(names))
-    from .config import GraphCfg
-    from .graph import prepare_graph, text_tower_encoder
+def scoring_graph(model: "C2SRT", names: Sequence[str], graph: "CategoryGraph | None", *, zero_shot: bool = False) -> "CategoryGraph | None":
+    """The graph a vocabulary is scored with: with IST, `graph` extended to the labels it lacks by
+    the one rule of inference (`model.vocabulary_graph`, also `c2srt predict`'s); else None."""
+    if zero_shot or model.ist is None:
+        return None
+    from .model import vocabulary_graph
 
-    if graph is None:
-        raise ValueError("IST is on: a category graph is needed (the checkpoint's)")
-    full = prepare_graph(list(names), cfg=GraphCfg(source="embedding", encoder="clip"), base=graph, clip_encoder=text_tower_encoder(model.label_encoder))
-    return model.label_set(list(names), full)
+    return vocabulary_graph(model, names, graph)
 
 
-@torch.no_grad()
 def decision_scores_of(
     model: "C2SRT",
     dataset: Any,
@@ -402,32 +364,33 @@ def decision_scores_of(
     batch_size: int = 64,
     num_workers: int = 0,
     zero_shot: bool = False,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Decision scores and targets of every image of `dataset`, over its whole vocabulary.
+    """Decision scores and targets of every image of `dataset`, over its whole vocabulary, through
+    the one evaluation loop (`evaluate.run_evaluation`, decision scores only).
+
+    Args:
+        device: where to score (default: where the model is).
 
     Returns:
         (scores float32 [M, K], targets int8 [M, K] in {+1, -1, 0}).
+
+    Raises:
+        ValueError: the dataset has no image.
     """
-    from .data.base import collate_samples
+    from .evaluate import run_evaluation
 
-    model.eval()
-    names = list(dataset.label_names)
-    if zero_shot:
-        from .model import LabelSet
-
-        labels: Any = LabelSet(names, model.label_encoder.encode_labels(names))
-    else:
-        labels = vocabulary(model, names, graph)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_samples)
-    scores, targets = [], []
-    for batch in loader:
-        s = model.decision_scores(batch["image"].to(device), labels, zero_shot=zero_shot)
-        scores.append(s.float().cpu().numpy())
-        targets.append(batch["target"].numpy().astype(np.int8))
-    if not scores:
+    if len(dataset) == 0:
         raise ValueError("the calibration data has no image")
-    return np.concatenate(scores), np.concatenate(targets)
+    device = next(model.parameters()).device if device is None else device
+    result = run_evaluation(
+        model, dataset, graph=scoring_graph(model, list(dataset.label_names), graph, zero_shot=zero_shot), zero_shot=zero_shot,
+        batch_size=batch_size, workers=num_workers, device=device, evaluate=False, decision=True, split="calibration",
+    )  # fmt: skip
+    assert result.decision is not None and result.targets is not None
+    if result.decision.shape[0] == 0:
+        raise ValueError("the calibration data has no readable image")
+    return result.decision, result.targets
 
 
 def fit_calibrator(
@@ -441,6 +404,7 @@ def fit_calibrator(
     num_workers: int = 0,
     zero_shot: bool = False,
     provenance: dict[str, Any] | None = None,
+    device: str | torch.device | None = None,
 ) -> Calibrator:
     """Score `dataset` with `model` and fit a calibrator on its annotated entries.
 
@@ -457,6 +421,7 @@ def fit_calibrator(
         zero_shot: calibrate CLIP's cos(g, t) instead of the heads.
         provenance: recorded with the calibrator (data listing, split, seed, ...); the number of
             images, the fitted labels, the date and the c2srt version are added.
+        device: where to score (default: where the model is).
 
     Raises:
         ValueError: no image, no annotated positive or negative among the fitted labels, or
@@ -464,7 +429,9 @@ def fit_calibrator(
     """
     if labels not in ("seen", "all"):
         raise ValueError(f"labels must be 'seen' or 'all', got {labels!r}")
-    scores, targets = decision_scores_of(model, dataset, graph=graph, batch_size=batch_size, num_workers=num_workers, zero_shot=zero_shot)
+    scores, targets = decision_scores_of(
+        model, dataset, graph=graph, batch_size=batch_size, num_workers=num_workers, zero_shot=zero_shot, device=device
+    )
     names = list(dataset.label_names)
     cols = np.asarray(dataset.seen_mask, dtype=bool) if labels == "seen" else np.ones(len(names), dtype=bool)
     if not cols.any():
@@ -550,15 +517,15 @@ def calibrate_checkpoint(
     """
     from .checkpoint import load_checkpoint, write_calibrator
     from .data.base import build_dataset
-    from .model import eval_transform
+    from .evaluate import device_for
     from .graph import CategoryGraph
+    from .model import eval_transform
 
     model, info = load_checkpoint(checkpoint)
     own = cfg is None
     cfg = info.cfg if cfg is None else cfg
     heldout = own if heldout is None else heldout
     dataset = build_dataset(cfg.data, split, eval_transform(model))
-    held: dict[str, Any] | None = None
     if heldout:
         c = cfg.calibration
         if holdout_count(len(dataset), c.holdout, c.max_holdout) == 0:
@@ -567,20 +534,26 @@ def calibrate_checkpoint(
                 "model trained on would make it over-confident: give --config with an annotated listing of other images"
             )
         dataset = split_dataset(dataset, c)[1]
-        held = {"holdout": c.holdout, "max_holdout": c.max_holdout, "seed": c.seed}
     graph = CategoryGraph.from_dict(info.graph, where=str(checkpoint)) if info.graph else None
-    provenance = {
-        "data": {"name": cfg.data.name, "root": cfg.data.root, "options": dict(cfg.data.options or {})},
-        "split": split,
-        "heldout": held,
-        "checkpoint": Path(checkpoint).name,
-    }
     cal = fit_calibrator(
         model,
         dataset,
         method=method or cfg.calibration.method,
         graph=graph,
         batch_size=batch_size or cfg.eval.batch_size,
-        provenance=provenance,
+        num_workers=cfg.data.num_workers,
+        provenance={**data_provenance(cfg, split, heldout=heldout), "checkpoint": Path(checkpoint).name},
+        device=device_for(cfg.train.accelerator),
     )
     return write_calibrator(checkpoint, cal, out=out), cal
+
+
+def data_provenance(cfg: "Cfg", split: str, *, heldout: bool) -> dict[str, Any]:
+    """Where a calibrator's images come from, for its provenance: the listing of `cfg.data`, its
+    split, and (`heldout`) the held-out part `cfg.calibration` draws."""
+    c = cfg.calibration
+    return {
+        "data": {"name": cfg.data.name, "root": cfg.data.root, "options": dict(cfg.data.options or {})},
+        "split": split,
+        "heldout": {"holdout": c.holdout, "max_holdout": c.max_holdout, "seed": c.seed} if heldout else None,
+    }

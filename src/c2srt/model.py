@@ -453,3 +453,19 @@ def category_graph(
         clip_encoder=text_tower_encoder(model.label_encoder),
         progress=True,
     )
+
+
+def vocabulary_graph(model: C2SRT, names: Sequence[str], base: "CategoryGraph | None") -> "CategoryGraph":
+    """The category graph IST propagates over for a vocabulary at inference (`c2srt predict`, the
+    web page, calibration): `base` (the checkpoint's graph) extended on the fly to the labels it
+    lacks, by `prepare_graph`'s rules (embedding source, the model's own text tower, adaptive cut);
+    the base graph's edges are kept as they are. Without `base`, a graph built from the names.
+    """
+    from .graph import prepare_graph, text_tower_encoder
+
+    return prepare_graph(
+        list(names),
+        cfg=GraphCfg(source="embedding", encoder="clip"),
+        base=base,
+        clip_encoder=text_tower_encoder(model.label_encoder),
+    )
