@@ -200,11 +200,24 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 PREDICTION_FORMATS = ("table", "json", "csv")
-CSV_HEADER = ("image", "rank", "label", "score", "patches", "error")
+CSV_HEADER = ("image", "rank", "label", "score", "probability", "present", "patches", "error")
+
+
+def _decision_cells(p: Prediction, label: str) -> tuple[str, str]:
+    """(probability, present) as CSV cells: empty without a calibrator."""
+    if not p.decided:
+        return "", ""
+    return f"{p.probabilities[label]:.6f}", "1" if p.present(label) else "0"
 
 
 def format_predictions(preds: Sequence[Prediction], fmt: str = "table", *, header: bool = True) -> str:
-    """Predictions as `c2srt predict` prints them: a text table, JSON or CSV (`header`: CSV's first line)."""
+    """Predictions as `c2srt predict` prints them: a text table, JSON or CSV (`header`: CSV's first line).
+
+    Each label carries its ranking score and, for a model with a calibrator, its probability and
+    whether it is present (probability >= the threshold): JSON `probability` / `present` (null /
+    absent without a calibrator), CSV `probability` / `present` (1 or 0; empty cells without), the
+    table `P=0.83 present`.
+    """
     if fmt == "json":
         return json.dumps([p.to_dict() for p in preds], indent=2)
     if fmt == "csv":
@@ -214,9 +227,9 @@ def format_predictions(preds: Sequence[Prediction], fmt: str = "table", *, heade
             w.writerow(CSV_HEADER)
         for p in preds:
             if p.error:
-                w.writerow([p.source, "", "", "", "", p.error])
+                w.writerow([p.source, "", "", "", "", "", "", p.error])
             for r, (n, s) in enumerate(p.labels, 1):
-                w.writerow([p.source, r, n, f"{s:.6f}", p.counts.get(n, ""), ""])
+                w.writerow([p.source, r, n, f"{s:.6f}", *_decision_cells(p, n), p.counts.get(n, ""), ""])
         return buf.getvalue()
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}; use {', '.join(PREDICTION_FORMATS)}")
@@ -226,8 +239,9 @@ def format_predictions(preds: Sequence[Prediction], fmt: str = "table", *, heade
         if p.error:
             lines.append(f"  error: {p.error}")
         for r, (n, s) in enumerate(p.labels, 1):
+            decided = f"  P={p.probabilities[n]:.3f} {'present' if p.present(n) else 'absent '}" if p.decided else ""
             extra = f"  ({p.counts[n]} patch{'' if p.counts[n] == 1 else 'es'})" if n in p.counts else ""
-            lines.append(f"  {r:>2}. {n:<30} {s:8.4f}{extra}")
+            lines.append(f"  {r:>2}. {n:<30} {s:8.4f}{decided}{extra}")
         if p.explanation:
             lines.append(f"  explanation: {p.explanation}")
     return "\n".join(lines)
@@ -251,12 +265,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.top is not None:
         top = args.top
     else:
-        top = None if args.threshold is not None else DEFAULT_TOP  # --threshold alone: every label above it
+        top = None if args.threshold is not None else DEFAULT_TOP  # --threshold alone: every label present
+    decide = {"threshold": args.threshold, "present_only": True} if args.threshold is not None else {}
     stream = rec.iter_predict(  # checks the arguments and embeds the vocabulary before any output
         args.images,
         labels,
         top=top,
-        threshold=args.threshold,
+        **decide,
         batch_size=args.batch_size,
         explain_dir=args.explain,
         progress=not args.no_progress,
@@ -404,8 +419,14 @@ def _parser() -> argparse.ArgumentParser:
     voc = p.add_mutually_exclusive_group(required=True)
     voc.add_argument("--labels", help='comma-separated vocabulary, e.g. "dog,cat,frisbee"')
     voc.add_argument("--labels-file", type=Path, help="vocabulary file, one label per line")
-    p.add_argument("--top", type=int, help="labels kept per image (default 5, or all above --threshold)")
-    p.add_argument("--threshold", type=float, help="keep labels scoring at least this")
+    p.add_argument("--top", type=int, help="labels kept per image (default 5, or all present with --threshold)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="a probability in [0, 1]: keep the labels whose P(label present) is at least this (0.5: more "
+        "likely present than not; higher: fewer, surer labels). Every label shows its probability and "
+        "whether it passes 0.5 without this flag. Needs a checkpoint with a calibrator (c2srt calibrate)",
+    )
     p.add_argument("--format", choices=PREDICTION_FORMATS, default="table")
     p.add_argument("--explain", type=Path, help="folder for per-image PNGs of the ISR regions of the top labels")
     p.add_argument("--graph", type=Path, help="category graph JSON for the vocabulary (default: built on the fly)")
