@@ -12,6 +12,7 @@ from c2srt.metrics import (
     average_precision,
     brier_score,
     expected_calibration_error,
+    reliability_bins,
     mean_average_precision,
     oracle_threshold_f1,
     row_pooled_average_precision,
@@ -335,3 +336,27 @@ def test_vocabulary_invariance() -> None:
 def test_decision_metric_errors(fn, args, match: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=match):
         fn(*args)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_reliability_bins_are_the_bins_of_the_ece(seed: int) -> None:
+    """Per bin (of `expected_calibration_error`): the annotated entries, their mean probability and
+    positive rate, by a loop; the ECE is their count-weighted gap."""
+    p, y = probability_case(seed)
+    bins = reliability_bins(p, y, 15)
+    assert bins["edges"].tolist() == pytest.approx(np.linspace(0, 1, 16).tolist())
+    mask = y != 0
+    flat_p, flat_hit = p[mask], y[mask] == 1
+    for b in range(15):
+        members = [e for e in range(flat_p.size) if min(int(flat_p[e] * 15), 14) == b]
+        assert bins["count"][b] == len(members)
+        if members:
+            assert bins["mean_probability"][b] == pytest.approx(np.mean(flat_p[members]), abs=1e-12)
+            assert bins["frequency"][b] == pytest.approx(np.mean(flat_hit[members]), abs=1e-12)
+        else:
+            assert math.isnan(bins["mean_probability"][b]) and math.isnan(bins["frequency"][b])
+    filled = bins["count"] > 0
+    gap = np.abs(bins["frequency"] - bins["mean_probability"])[filled]
+    assert float((bins["count"][filled] * gap).sum() / bins["count"].sum()) == pytest.approx(expected_calibration_error(p, y), abs=1e-12)
+    with pytest.raises(ValueError, match="n_bins"):
+        reliability_bins(p, y, 0)

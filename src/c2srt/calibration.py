@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime
 import logging
 import math
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -429,6 +430,7 @@ def fit_calibrator(
     """
     if labels not in ("seen", "all"):
         raise ValueError(f"labels must be 'seen' or 'all', got {labels!r}")
+    t0 = time.perf_counter()
     scores, targets = decision_scores_of(
         model, dataset, graph=graph, batch_size=batch_size, num_workers=num_workers, zero_shot=zero_shot, device=device
     )
@@ -445,6 +447,7 @@ def fit_calibrator(
         "c2srt_version": __version__,
     }
     cal = Calibrator.fit(scores[:, cols], targets[:, cols], method=method, provenance=record)
+    cal.provenance["seconds"] = round(time.perf_counter() - t0, 3)  # scoring the images and fitting
     _logger.debug("calibrator (%s) fitted on %d images, %d labels: %s", method, scores.shape[0], int(cols.sum()), _fit_line(cal))
     return cal
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .choices import EmptyColumn
-from .constants import IGNORE_LABEL, NEGATIVE, POSITIVE
+from .constants import DEFAULT_THRESHOLD, IGNORE_LABEL, NEGATIVE, POSITIVE
 from .registry import parse_enum
 
 _logger = logging.getLogger(__name__)
@@ -361,10 +361,34 @@ def expected_calibration_error(probs: Any, labels: Any, n_bins: int = ECE_BINS) 
     if p.size == 0:
         return float("nan")
     bins = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
-    count = np.bincount(bins, minlength=n_bins).astype(np.float64)
     conf = np.bincount(bins, weights=p, minlength=n_bins)
     acc = np.bincount(bins, weights=hit.astype(np.float64), minlength=n_bins)
     return float(np.abs(acc - conf).sum() / p.size)  # sum_b n_b/N |acc_b/n_b - conf_b/n_b|
+
+
+def reliability_bins(probs: Any, labels: Any, n_bins: int = ECE_BINS) -> dict[str, np.ndarray]:
+    """What a reliability diagram draws: per equal-width probability bin (the bins of
+    `expected_calibration_error`), its annotated entries, their mean probability and how often
+    they are positive. ECE is sum(count * |frequency - mean_probability|) / sum(count).
+
+    Args:
+        probs: [N, C] probabilities in [0, 1].
+        labels: [N, C] in {+1, -1, 0} (unknown entries are left out).
+        n_bins: bins of equal width on [0, 1].
+
+    Returns:
+        {"edges" [n_bins + 1], "count" int [n_bins], "mean_probability" [n_bins],
+        "frequency" [n_bins]}; NaN where a bin is empty.
+    """
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    p, hit = _annotated(*check_probabilities(probs, labels))
+    bins = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(bins, weights=p, minlength=n_bins) / count
+        freq = np.bincount(bins, weights=hit.astype(np.float64), minlength=n_bins) / count
+    return {"edges": np.linspace(0.0, 1.0, n_bins + 1), "count": count, "mean_probability": mean, "frequency": freq}
 
 
 def brier_score(probs: Any, labels: Any) -> float:
@@ -380,7 +404,7 @@ def _f1(tp: np.ndarray, n_pos: np.ndarray, n_pred: np.ndarray) -> np.ndarray:
     return np.divide(2.0 * tp, n_pos + n_pred, out=np.zeros(np.broadcast(tp, n_pos, n_pred).shape), where=tp > 0)
 
 
-def threshold_f1(probs: Any, labels: Any, threshold: float = 0.5) -> dict[str, float]:
+def threshold_f1(probs: Any, labels: Any, threshold: float = DEFAULT_THRESHOLD) -> dict[str, float]:
     """Micro and macro F1 of the decisions "present where the score is at least `threshold`".
 
     Over the annotated entries (an unknown entry, label 0, is neither a hit nor a false alarm).
