@@ -9,10 +9,13 @@ import struct
 import tempfile
 import zlib
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pytest
 import torch
+
+if TYPE_CHECKING:
+    import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -79,6 +82,46 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
     save_checkpoint(path, model, cfg, seen=TINY_SEEN, unseen=TINY_LABELS[6:], graph=graph)
     return path
+
+
+PHOTO_NAMES = ["bus.jpg", "cat.jpg", "tennis.jpg", "zidane.jpg"]
+
+
+def _photo_decision_scores(checkpoint: Path, photos: Path, labels: list[str] = TINY_LABELS) -> "np.ndarray":
+    """[photos, labels] decision scores of the shared photos, straight from the model (not through
+    `predict`): the checkpoint's own graph, the model's evaluation transform."""
+    from c2srt.checkpoint import load_checkpoint
+    from c2srt.graph import CategoryGraph
+    from c2srt.images import open_rgb
+    from c2srt.model import eval_transform
+
+    model, info = load_checkpoint(checkpoint)
+    model.eval()
+    x = torch.stack([eval_transform(model)(open_rgb(photos / name)) for name in PHOTO_NAMES])
+    with torch.no_grad():
+        return model.decision_scores(x, model.label_set(labels, CategoryGraph.from_dict(info.graph))).numpy()
+
+
+@pytest.fixture(scope="session")
+def photo_decision_scores() -> Callable[..., "np.ndarray"]:
+    """`(checkpoint, photos, labels=TINY_LABELS) -> [photos, labels]` decision scores of the shared
+    photos (bus, cat, tennis, zidane), computed straight from the model."""
+    return _photo_decision_scores
+
+
+@pytest.fixture(scope="session")
+def calibrated_checkpoint(tiny_checkpoint: Path, photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint with a calibrator whose 0.5 falls at the median decision score of the
+    shared photos (so some labels pass 0.5 and some do not), stored with `write_calibrator`."""
+    import numpy as np
+
+    from c2srt.calibration import Calibrator
+    from c2srt.checkpoint import write_calibrator
+
+    median = float(np.median(_photo_decision_scores(tiny_checkpoint, photos)))
+    slope = torch.tensor(40.0, dtype=torch.float64)
+    cal = Calibrator("platt", {"a": slope, "b": -slope * median})
+    return write_calibrator(tiny_checkpoint, cal, out=tmp_path_factory.mktemp("calibrated") / "tiny.safetensors")
 
 
 # ------------------------------------------------------------------------- broken image files

@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("components", ("c2srt.data", "c2srt.heads", "c2srt.graph", "c2srt.backbone", "c2srt.text", "c2srt.losses",
                     "c2srt.metrics", "c2srt.protocol", "c2srt.viz")),
     ("model", ("c2srt.model",)),
-    ("library", ("c2srt.evaluate", "c2srt.checkpoint", "c2srt.optim")),
+    ("library", ("c2srt.evaluate", "c2srt.checkpoint", "c2srt.calibration", "c2srt.optim")),
     ("training", ("c2srt.training",)),
     ("applications", ("c2srt.predict", "c2srt.serve", "c2srt.miniworld", "c2srt.cli", "c2srt")),
 )  # fmt: skip

@@ -344,3 +344,29 @@ def test_skip_bad_unreadable_test_image_is_skipped_and_counted_alike_by_every_ca
     row = evaluate_row(model, cfg)
     assert row["zsl/mAP"] == got["zsl/mAP"] and len(row["zsl_ap"]) == len(unseen)
     assert np.mean(row["zsl_ap"]) == pytest.approx(got["zsl/mAP"])
+
+
+@pytest.mark.parametrize("evaluate_figures", [True, False])
+def test_run_evaluation_keeps_the_decision_scores_of_the_same_pass(evaluate_figures: bool) -> None:
+    """`decision=True`: the decision scores of the whole vocabulary ([N, K], the model's own) and the
+    targets come from the evaluation's image pass; the figures are unchanged by it; without
+    figures (`evaluate=False`) the decision scores alone (what a calibrator is fitted on)."""
+    from c2srt.config import Cfg, merge_config
+    from c2srt.data import build_dataset
+    from c2srt.evaluate import run_evaluation
+    from c2srt.model import create_model, eval_transform
+
+    torch.manual_seed(0)
+    cfg = merge_config(Cfg(), {"data": {"name": "miniworld", "options": {"n_test": 13}}})
+    model = create_model("test-tiny", head=cfg.model.head, distill=False).eval()
+    ds = build_dataset(cfg.data, "test", eval_transform(model))
+    plain = run_evaluation(model, ds, batch_size=5)
+    both = run_evaluation(model, ds, batch_size=5, decision=True, evaluate=evaluate_figures)
+    images = torch.stack([ds[i]["image"] for i in range(len(ds))])
+    with torch.no_grad():
+        want = model.decision_scores(images, ds.label_names).numpy()
+    assert both.decision is not None and both.decision.shape == (13, len(ds.label_names))
+    np.testing.assert_allclose(both.decision, want, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(both.targets, ds.targets.numpy())
+    assert plain.decision is None and plain.targets is None
+    assert both.figures == (plain.figures if evaluate_figures else {})

@@ -10,9 +10,15 @@ import torch
 
 from c2srt.metrics import (
     average_precision,
+    brier_score,
+    expected_calibration_error,
+    reliability_bins,
     mean_average_precision,
+    oracle_threshold_f1,
     row_pooled_average_precision,
+    threshold_f1,
     topk_prf,
+    vocabulary_invariance,
     weighted_mean_average_precision,
 )
 
@@ -204,3 +210,153 @@ def test_topk_matches_brute_force(seed: int, k: int) -> None:
 def test_clear_errors(fn, args, match: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=match):
         fn(*args)
+
+
+# ----------------------------------------------------------------------------- decisions
+def ref_ece(p: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float:
+    """ECE by a loop over the annotated entries and the bins [i/n, (i+1)/n) (the last one closed)."""
+    entries = [(float(pi), yi == 1) for pi, yi in zip(p.ravel().tolist(), y.ravel().tolist()) if yi != 0]
+    total = 0.0
+    for b in range(n_bins):
+        lo, hi = b / n_bins, (b + 1) / n_bins
+        inside = [(pi, hit) for pi, hit in entries if lo <= pi < hi or (b == n_bins - 1 and pi == 1.0)]
+        if inside:
+            conf = sum(pi for pi, _ in inside) / len(inside)
+            acc = sum(hit for _, hit in inside) / len(inside)
+            total += len(inside) / len(entries) * abs(acc - conf)
+    return total
+
+
+def ref_f1_counts(pred: list[bool], hit: list[bool]) -> float:
+    tp = sum(p and h for p, h in zip(pred, hit))
+    return 2 * tp / (sum(hit) + sum(pred)) if tp else 0.0
+
+
+def ref_threshold_f1(s: np.ndarray, y: np.ndarray, t: float) -> tuple[float, float]:
+    """(micro, macro) F1 of "score >= t" by loops over the annotated entries."""
+    pred, hit = [], []
+    per_col = []
+    for c in range(s.shape[1]):
+        cp = [float(s[r, c]) >= t for r in range(s.shape[0]) if y[r, c] != 0]
+        ch = [y[r, c] == 1 for r in range(s.shape[0]) if y[r, c] != 0]
+        pred += cp
+        hit += ch
+        if any(ch):
+            per_col.append(ref_f1_counts(cp, ch))
+    return ref_f1_counts(pred, hit), (sum(per_col) / len(per_col) if per_col else math.nan)
+
+
+def probability_case(seed: int, n: int = 50, c: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    s, y = random_case(seed, n, c)
+    s = s.astype(np.float64)
+    s[0, 0], s[1, 0] = 1.0, 0.0  # both ends of [0, 1]
+    y[:, -1] = np.where(y[:, -1] == 1, -1, y[:, -1])  # a column without any positive
+    return s, y
+
+
+def test_ece_hand_worked() -> None:
+    # bin [0, 1/15): 0.0 (-), 0.05 (+): conf 0.025, acc 0.5; bin [14/15, 1]: 1.0 (+), 0.95 (+): conf 0.975, acc 1
+    p = np.array([[0.0, 0.05], [1.0, 0.95], [0.3, 0.7]])
+    y = np.array([[-1, 1], [1, 1], [0, 0]])  # the unknown row counts nowhere
+    assert expected_calibration_error(p, y) == pytest.approx(0.5 * 0.475 + 0.5 * 0.025)
+    assert expected_calibration_error(np.array([[0.2]]), np.array([[0]])) != expected_calibration_error(np.array([[0.2]]), np.array([[1]]))
+    assert math.isnan(expected_calibration_error(np.array([[0.2]]), np.array([[0]])))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ece_and_brier_match_references(seed: int) -> None:
+    from sklearn.metrics import brier_score_loss
+
+    p, y = probability_case(seed)
+    assert expected_calibration_error(p, y) == pytest.approx(ref_ece(p, y), abs=1e-12)
+    assert expected_calibration_error(p, y, n_bins=4) == pytest.approx(ref_ece(p, y, 4), abs=1e-12)
+    mask = y != 0
+    assert brier_score(p, y) == pytest.approx(brier_score_loss(y[mask] == 1, p[mask]), abs=1e-12)
+    assert brier_score(torch.from_numpy(p).float(), torch.from_numpy(y)) == pytest.approx(brier_score(p.astype(np.float32), y), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("t", [0.0, 0.25, 0.5, 0.875, 1.5])
+def test_threshold_f1_matches_loops_and_sklearn(seed: int, t: float) -> None:
+    from sklearn.metrics import f1_score
+
+    s, y = probability_case(seed)
+    out = threshold_f1(s, y, t)
+    micro, macro = ref_threshold_f1(s, y, t)
+    assert out["micro_f1"] == pytest.approx(micro, abs=1e-12)
+    assert out["macro_f1"] == pytest.approx(macro, abs=1e-12)
+    mask = y != 0
+    assert out["micro_f1"] == pytest.approx(f1_score(y[mask] == 1, s[mask] >= t, zero_division=0.0), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_oracle_threshold_is_the_best_of_every_threshold(seed: int) -> None:
+    s, y = probability_case(seed)  # many ties (scores on a grid of eighths)
+    out = oracle_threshold_f1(s, y)
+    candidates = sorted(set(s[y != 0].tolist()), reverse=True)
+    micro = [ref_threshold_f1(s, y, t)[0] for t in candidates]
+    macro = [ref_threshold_f1(s, y, t)[1] for t in candidates]
+    assert out["micro_f1"] == pytest.approx(max(micro), abs=1e-12)
+    assert out["macro_f1"] == pytest.approx(max(macro), abs=1e-12)
+    assert out["micro_threshold"] == candidates[int(np.argmax(micro))]  # the highest threshold of the best
+    assert out["macro_threshold"] == candidates[int(np.argmax(macro))]
+    assert threshold_f1(s, y, out["macro_threshold"])["macro_f1"] == pytest.approx(out["macro_f1"], abs=1e-12)
+
+
+def test_oracle_without_ties_and_without_positives() -> None:
+    s = np.array([[0.9, 0.1], [0.8, 0.7], [0.3, 0.2]])
+    y = np.array([[1, -1], [-1, 1], [1, 0]])
+    # micro: order 0.9+ 0.8- 0.7+ 0.3+ 0.1-: F1 after each = 2/4, 2/5, 4/6, 6/7, 6/8 -> 6/7 at 0.3
+    out = oracle_threshold_f1(s, y)
+    assert out["micro_f1"] == pytest.approx(6 / 7) and out["micro_threshold"] == 0.3
+    none = oracle_threshold_f1(s, -np.abs(y))
+    assert all(math.isnan(v) for v in none.values())
+
+
+def test_vocabulary_invariance() -> None:
+    a = np.array([[0.2, 0.9], [0.5, 0.1]])
+    b = np.array([[0.2, 0.7], [0.6, 0.1]])
+    out = vocabulary_invariance(a, b)
+    assert out["max"] == pytest.approx(0.2) and out["mean"] == pytest.approx(0.3 / 4)
+    assert vocabulary_invariance(a, a) == {"max": 0.0, "mean": 0.0}
+    with pytest.raises(ValueError, match="same shape"):
+        vocabulary_invariance(a, b[:1])
+
+
+@pytest.mark.parametrize(
+    ("fn", "args", "match"),
+    [
+        (expected_calibration_error, (np.array([[1.5]]), np.array([[1]])), r"1.5 at row 0, column 0 is not a probability"),
+        (brier_score, (np.array([[-0.1]]), np.array([[1]])), "not a probability"),
+        (expected_calibration_error, (np.array([[0.5]]), np.array([[1]]), 0), "n_bins"),
+        (threshold_f1, (np.zeros((2, 2)), np.zeros((2, 3))), "same shape"),
+        (oracle_threshold_f1, (np.array([[np.nan]]), np.array([[1]])), "NaN score"),
+    ],
+)
+def test_decision_metric_errors(fn, args, match: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=match):
+        fn(*args)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_reliability_bins_are_the_bins_of_the_ece(seed: int) -> None:
+    """Per bin (of `expected_calibration_error`): the annotated entries, their mean probability and
+    positive rate, by a loop; the ECE is their count-weighted gap."""
+    p, y = probability_case(seed)
+    bins = reliability_bins(p, y, 15)
+    assert bins["edges"].tolist() == pytest.approx(np.linspace(0, 1, 16).tolist())
+    mask = y != 0
+    flat_p, flat_hit = p[mask], y[mask] == 1
+    for b in range(15):
+        members = [e for e in range(flat_p.size) if min(int(flat_p[e] * 15), 14) == b]
+        assert bins["count"][b] == len(members)
+        if members:
+            assert bins["mean_probability"][b] == pytest.approx(np.mean(flat_p[members]), abs=1e-12)
+            assert bins["frequency"][b] == pytest.approx(np.mean(flat_hit[members]), abs=1e-12)
+        else:
+            assert math.isnan(bins["mean_probability"][b]) and math.isnan(bins["frequency"][b])
+    filled = bins["count"] > 0
+    gap = np.abs(bins["frequency"] - bins["mean_probability"])[filled]
+    assert float((bins["count"][filled] * gap).sum() / bins["count"].sum()) == pytest.approx(expected_calibration_error(p, y), abs=1e-12)
+    with pytest.raises(ValueError, match="n_bins"):
+        reliability_bins(p, y, 0)

@@ -229,3 +229,140 @@ def test_cosine_scoring_with_ist_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="model.head.scoring"):
         merge_config(Cfg(), {"model": {"head": {"scoring": "cosine"}, "ist": {"mode": "image"}}})
+
+
+# ------------------------------------------------------------------------------ decision scores
+DECIDERS = [("mkt", "cosine", "fused"), ("mkt", "raw", "fused"), ("isr", "cosine", "fused"), ("isr", "cosine", "cosine")]
+
+
+def _decider(head: str, similarity: str, scoring: str) -> C2SRT:
+    torch.manual_seed(0)
+    cfg = ModelCfg(backbone="test-tiny", pretrained=None, distill=False, head=HeadCfg(name=head, topk=4, k_max=8, tau=0.1, similarity=similarity, scoring=scoring))
+    model = create_model(cfg).eval()
+    torch.nn.init.normal_(model.backbone.visual.proj)  # patch norms that differ, as in a trained tower
+    return model
+
+
+@pytest.mark.parametrize(("head", "similarity", "scoring"), DECIDERS)
+def test_decision_scores_are_the_cosine_of_the_region_feature(head: str, similarity: str, scoring: str) -> None:
+    """cos(f_img^c, t_c), f_img = (f_L + g)/2, computed by the head without the [B, K, D] feature."""
+    from c2srt.heads.base import scaled_cosine
+    from c2srt.model import DECISION_KEY
+
+    model = _decider(head, similarity, scoring)
+    images = torch.randn(3, 3, 32, 32)
+    names = SEEN + UNSEEN
+    labels = model.label_set(names)
+    blocks = {"zsl": torch.arange(len(SEEN), len(names)), "gzsl": torch.arange(len(names))}
+    with torch.no_grad():
+        decision = model.decision_scores(images, labels)
+        g, patches = model.backbone.encode_image(images)
+        f_img = model.head(g, patches, labels.text, need_features=True).f_img  # [B, K, D]
+        both = model.score_blocks(images, labels, blocks, decision=True)
+        plain = model.score_blocks(images, labels, blocks)
+        out = model(images, labels, decision=True)
+        plain_logits = model(images, labels).logits
+    torch.testing.assert_close(decision, scaled_cosine(f_img, labels.text, torch.tensor(0.0)), rtol=1e-5, atol=1e-6)
+    assert decision.shape == (3, len(names)) and decision.abs().max() <= 1 + 1e-6
+    torch.testing.assert_close(both[DECISION_KEY], decision)
+    torch.testing.assert_close(out.decision, decision)
+    assert set(both) == {*blocks, DECISION_KEY} and all(torch.equal(both[k], plain[k]) for k in blocks)  # rankings unchanged
+    torch.testing.assert_close(out.logits, plain_logits, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("head", "similarity", "scoring"), [*DECIDERS, ("zero-shot", "cosine", "fused")])
+def test_a_labels_decision_score_is_the_same_under_any_vocabulary(head: str, similarity: str, scoring: str) -> None:
+    """Without IST nothing is normalised across labels: each label keeps its score in any vocabulary
+    that contains it (up to floating-point rounding of differently shaped products)."""
+    zero_shot = head == "zero-shot"
+    model = _decider("isr" if zero_shot else head, similarity, scoring)
+    images = torch.randn(4, 3, 32, 32)
+    names = SEEN + UNSEEN
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        full = model.decision_scores(images, names, zero_shot=zero_shot)
+        for size in (1, 2, 5, len(names)):
+            for _ in range(3):
+                idx = torch.randperm(len(names), generator=gen)[:size]
+                sub = model.decision_scores(images, [names[i] for i in idx], zero_shot=zero_shot)
+                torch.testing.assert_close(sub, full[:, idx], rtol=0, atol=1e-6)
+        other = model.decision_scores(images, ["kite", "dog", "umbrella", "traffic light"], zero_shot=zero_shot)  # labels it never scored
+    torch.testing.assert_close(other[:, 1], full[:, 0], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("ist", ["label", "image"])
+def test_ist_decision_score_depends_on_the_labels_two_hops_upstream_only(ist: str) -> None:
+    """IST's 2 GATv2 layers: a label hears its in-neighbours and theirs, nothing farther."""
+    from c2srt.graph import CategoryGraph
+
+    model = _model("isr", ist, distill=False).eval()
+    torch.nn.init.normal_(model.ist.out_proj.weight, std=0.5)  # a trained IST: the graph changes scores
+    names = SEEN + UNSEEN
+    # bus -> car -> dog -> cat -> tree (neighbour -> category)
+    graph = CategoryGraph(names, {"cat": [("dog", 0.9)], "dog": [("car", 0.8)], "car": [("bus", 0.7)], "tree": [("cat", 0.6)]})
+    images = torch.randn(2, 3, 32, 32)
+
+    def cat_score(vocab: list[str]) -> torch.Tensor:
+        with torch.no_grad():
+            return model.decision_scores(images, model.label_set(vocab, graph))[:, vocab.index("cat")]
+
+    full = cat_score(names)
+    torch.testing.assert_close(cat_score(["cat", "dog", "car"]), full)  # bus (3 hops), tree (downstream) and the rest: nothing
+    torch.testing.assert_close(cat_score(["horse", "car", "cat", "sky", "dog"]), full)
+    assert not torch.allclose(cat_score(["cat", "dog"]), full)  # car, 2 hops up
+    assert not torch.allclose(cat_score(["cat", "car", "bus"]), full)  # dog, its neighbour
+
+
+PER_LABEL_MODES = [
+    ("cosine scoring", {"head": "mkt", "ist": "off", "scoring": "cosine"}),
+    ("IST label", {"head": "isr", "ist": "label"}),
+    ("IST image", {"head": "isr", "ist": "image"}),
+    ("IST image, top_m", {"head": "mkt", "ist": "image", "top_m": 2}),
+    ("IST image, evidence", {"head": "isr", "ist": "image", "evidence": True}),
+    ("IST image, evidence, no self-loops", {"head": "mkt", "ist": "image", "evidence": True, "self_loops": False}),
+    ("IST image, evidence dropout", {"head": "isr", "ist": "image", "evidence": True, "evidence_dropout": 0.5}),
+]
+
+
+@pytest.mark.parametrize(("name", "mode"), PER_LABEL_MODES, ids=[n for n, _ in PER_LABEL_MODES])
+def test_decision_score_of_a_per_label_rule_is_its_logit_over_its_scale(name: str, mode: dict) -> None:
+    """Cosine scoring and IST: the decision score is the model's own logit divided by e^s, in every
+    mode; with `evidence` the readout's logit shift is part of that logit (so of the score, over e^s)."""
+    from c2srt.model import DECISION_KEY
+
+    torch.manual_seed(0)
+    head, ist = mode["head"], mode["ist"]
+    ist_kw = {k: mode[k] for k in ("top_m", "evidence", "self_loops", "evidence_dropout") if k in mode}
+    cfg = ModelCfg(
+        backbone="test-tiny", pretrained=None, distill=False,
+        head=HeadCfg(name=head, topk=4, k_max=8, tau=0.1, scoring=mode.get("scoring", "fused")),
+        ist=IstCfg(mode=ist, hidden=32, image_chunk=2, **ist_kw),
+    )  # fmt: skip
+    model = create_model(cfg).eval()
+    scorer = model.scorer if model.scorer is not None else model.ist
+    with torch.no_grad():
+        scorer.logit_scale.fill_(2.3)  # e^s = 10: not 1, so a missing division shows
+        if model.ist is not None:
+            torch.nn.init.normal_(model.ist.out_proj.weight, std=0.5)  # a trained IST: the graph changes scores
+            if model.ist.readout is not None:
+                torch.nn.init.normal_(model.ist.readout.weight, std=0.5)
+                model.ist.readout.bias.fill_(-0.3)  # a shift that is not zero
+    names = SEEN + UNSEEN
+    labels = model.label_set(names, _graph(model) if ist != "off" else None)
+    images = torch.randn(3, 3, 32, 32)
+    blocks = {"zsl": torch.arange(len(SEEN), len(names)), "gzsl": torch.arange(len(names))}
+    with torch.no_grad():
+        logits = model(images, labels).logits
+        decision = model.decision_scores(images, labels)
+        both = model.score_blocks(images, labels, blocks, decision=True)
+    scale = float(scorer.logit_scale.detach().exp())
+    torch.testing.assert_close(decision, logits / scale, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(both[DECISION_KEY], decision, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(both["gzsl"], logits)  # the ranking is untouched
+    if mode.get("evidence"):  # the shift is in the score: without it the score is a cosine again
+        with torch.no_grad():
+            model.ist.readout.bias.zero_()
+            model.ist.readout.weight.zero_()
+            unshifted = model.decision_scores(images, labels)
+        assert not torch.allclose(unshifted, decision), "the readout's shift did not reach the decision score"
+        assert unshifted.abs().max() <= 1 + 1e-5

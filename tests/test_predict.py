@@ -23,7 +23,7 @@ from c2srt.cli import main
 
 LABELS = ["person", "bus", "dog", "cat", "tennis racket", "tie", "car", "sky"]  # the tiny checkpoint's
 PHOTOS = ["bus.jpg", "cat.jpg", "tennis.jpg", "zidane.jpg"]
-TABLE_ROW = re.compile(r"^\s+(\d+)\. (.+?)\s+(-?\d+\.\d{4})(?:\s+\((\d+) patch(?:es)?\))?$")
+TABLE_ROW = re.compile(r"^\s+(\d+)\. (.+?)\s+(-?\d+\.\d{4})(?:\s+P=(\d\.\d{3}) (present|absent)\s*)?(?:\s+\((\d+) patch(?:es)?\))?$")
 SCORE_TOL = 1e-4  # the table prints 4 decimals, JSON 6
 
 
@@ -49,7 +49,7 @@ def parse_table(text: str) -> dict[str, list[tuple[str, float, int | None]]]:
         if m:
             assert current is not None
             assert int(m.group(1)) == len(rows[current]) + 1, line
-            rows[current].append((m.group(2), float(m.group(3)), int(m.group(4)) if m.group(4) else None))
+            rows[current].append((m.group(2), float(m.group(3)), int(m.group(6)) if m.group(6) else None))
     return rows
 
 
@@ -133,23 +133,62 @@ def test_formats_agree_ranked_and_top_k(tiny_checkpoint: Path, photos: Path, cap
         )
 
 
-def test_threshold_filters_and_combines_with_top(tiny_checkpoint: Path, photos: Path, capsys, all_scores) -> None:
-    flat = sorted(s for scores in all_scores.values() for s in scores.values())
-    t = float(flat[len(flat) // 2])  # the median: some labels pass, some do not
-    base = [photos, "--checkpoint", tiny_checkpoint, "--labels", ",".join(LABELS), "--format", "json", "--no-progress"]
-    rc, out, _ = run_cli(capsys, *base, "--threshold", str(t))
+def test_threshold_keeps_exactly_the_labels_whose_probability_passes(
+    calibrated_checkpoint: Path, photos: Path, capsys, photo_decision_scores
+) -> None:
+    """`--threshold 0.5` keeps the labels with P >= 0.5 (P computed here from the model's decision
+    scores and the stored calibrator), ranked by score; with --top, the best of those; every
+    format carries score, probability and present."""
+    from c2srt.calibration import load_calibrator
+
+    cal = load_calibrator(calibrated_checkpoint)
+    probs = cal(photo_decision_scores(calibrated_checkpoint, photos, LABELS))  # [photos, labels]
+    base = [photos, "--checkpoint", calibrated_checkpoint, "--labels", ",".join(LABELS), "--no-progress"]
+    rc, out, _ = run_cli(capsys, *base, "--threshold", "0.5", "--format", "json")
     assert rc == 0
-    rows = parse_json(out)
+    result = {item["image"]: item for item in json.loads(out)}
     n_kept = 0
-    for image, items in rows.items():
-        want = sorted((n for n, s in all_scores[image].items() if s >= t), key=lambda n: -all_scores[image][n])
-        assert [n for n, _, _ in items] == want  # --threshold alone: every label above it, not just 5
-        n_kept += len(items)
-    assert 0 < n_kept < len(flat)
-    rc, out, _ = run_cli(capsys, *base, "--threshold", str(t), "--top", "2")
+    for i, name in enumerate(PHOTOS):
+        item = result[str(photos / name)]
+        want = {LABELS[k] for k in range(len(LABELS)) if probs[i, k] >= 0.5}
+        got = [d["label"] for d in item["labels"]]
+        assert set(got) == want, name  # exactly those: --threshold alone has no top-5 cut
+        scores = [d["score"] for d in item["labels"]]
+        assert scores == sorted(scores, reverse=True)  # ranked by the score, as ever
+        for d in item["labels"]:
+            assert d["present"] is True and d["probability"] == pytest.approx(float(probs[i, LABELS.index(d["label"])]), abs=1e-5)
+        assert item["threshold"] == 0.5
+        n_kept += len(got)
+    assert 0 < n_kept < probs.size  # the median calibrator: some labels pass, some do not
+    rc, out, _ = run_cli(capsys, *base, "--threshold", "0.5", "--top", "2", "--format", "json")
     assert rc == 0
-    for image, items in parse_json(out).items():
-        assert [n for n, _, _ in items] == [n for n, _, _ in rows[image]][:2]
+    for item in json.loads(out):
+        assert [d["label"] for d in item["labels"]] == [d["label"] for d in result[item["image"]]["labels"]][:2]
+    # without --threshold: the 5 best, each with its probability and decision at 0.5, in every format
+    rc, out, _ = run_cli(capsys, *base, "--format", "csv")
+    assert rc == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 5 * len(PHOTOS)
+    for r in rows:
+        p = float(probs[PHOTOS.index(Path(r["image"]).name), LABELS.index(r["label"])])
+        assert float(r["probability"]) == pytest.approx(p, abs=1e-5) and r["present"] == ("1" if p >= 0.5 else "0")
+    rc, out, _ = run_cli(capsys, *base, "--format", "table")
+    assert rc == 0 and "present" in out and "absent" in out and len(parse_table(out)[str(photos / "bus.jpg")]) == 5
+
+
+def test_a_checkpoint_without_a_calibrator_ranks_and_says_so_once(tiny_checkpoint: Path, photos: Path, capsys, all_scores) -> None:
+    base = [photos, "--checkpoint", tiny_checkpoint, "--labels", ",".join(LABELS), "--no-progress", "--batch-size", "1"]
+    rc, out, err = run_cli(capsys, *base, "--format", "json")
+    assert rc == 0
+    assert err.count("has no calibrator") == 1  # once, not per batch or image
+    for item in json.loads(out):
+        assert len(item["labels"]) == 5 and "threshold" not in item
+        assert all(d["probability"] is None and "present" not in d for d in item["labels"])
+        best = sorted(all_scores[item["image"]].items(), key=lambda kv: -kv[1])[:5]
+        assert [d["label"] for d in item["labels"]] == [n for n, _ in best]  # the ranking, as before
+    rc, out, err = run_cli(capsys, *base, "--threshold", "0.5", "--format", "json")
+    assert rc == 2 and out == ""
+    assert "no calibrator" in err and "c2srt calibrate" in err
 
 
 def test_labels_file_matches_labels(tiny_checkpoint: Path, photos: Path, tmp_path: Path, capsys) -> None:
@@ -168,6 +207,7 @@ def test_labels_file_matches_labels(tiny_checkpoint: Path, photos: Path, tmp_pat
     [
         (["--top", "0"], "top must be >= 1"),
         (["--batch-size", "0"], "batch_size must be >= 1"),
+        (["--threshold", "1.5"], "threshold is a probability: it must lie in [0, 1], got 1.5"),
         (["--labels-file", "MISSING"], "MISSING"),
     ],
 )
@@ -373,19 +413,29 @@ def test_region_overlay_against_a_hand_computation() -> None:
         viz.region_overlay(image, np.ones(5))
 
 
-def test_keep_labels_top_then_threshold() -> None:
+def test_keep_labels_top_then_probability_threshold() -> None:
     from c2srt.predict import Prediction, keep_labels
 
-    ranked = [("a", 0.9), ("b", 0.5), ("c", 0.1), ("d", -0.3)]
+    ranked = [("a", 2.9), ("b", 1.5), ("c", 0.1), ("d", -0.3)]
+    probs = {"a": 0.9, "b": 0.5, "c": 0.7, "d": 0.1}  # the ranking and the probabilities need not agree
     assert keep_labels(ranked, None, None) == ranked
-    assert keep_labels(ranked, 2, None) == [("a", 0.9), ("b", 0.5)]
-    assert keep_labels(ranked, None, 0.1) == [("a", 0.9), ("b", 0.5), ("c", 0.1)]  # at the threshold is kept
-    assert keep_labels(ranked, 3, 0.6) == [("a", 0.9)]
-    assert keep_labels(ranked, None, 1.0) == []
+    assert keep_labels(ranked, 2, None) == [("a", 2.9), ("b", 1.5)]
+    assert keep_labels(ranked, None, 0.5, probs) == [("a", 2.9), ("b", 1.5), ("c", 0.1)]  # at the threshold is kept
+    assert keep_labels(ranked, 3, 0.6, probs) == [("a", 2.9), ("c", 0.1)]
+    assert keep_labels(ranked, None, 1.0, probs) == []
+    with pytest.raises(ValueError, match="no calibrator"):
+        keep_labels(ranked, None, 0.5)  # a probability threshold needs probabilities
     pred = Prediction("x.jpg", ranked)
     assert pred.shown(2, None) == keep_labels(ranked, 2, None) and pred.score("c") == 0.1
+    assert not pred.decided and pred.probability("a") is None and pred.present("a") is None and pred.present_labels == []
+    assert pred.shown(None, 0.5) == ranked  # without a calibrator the threshold has nothing to compare
+    decided = Prediction("x.jpg", ranked, probabilities=probs, threshold=0.6)
+    assert decided.present_labels == ["a", "c"] and decided.present("b") is False and decided.probability("c") == 0.7
+    assert decided.to_dict()["labels"][1] == {"label": "b", "score": 1.5, "probability": 0.5, "present": False}
     with pytest.raises(ValueError, match="'zebra' is not among"):
         pred.score("zebra")
+    with pytest.raises(ValueError, match="'zebra' is not among"):
+        decided.probability("zebra")
 
 
 def test_predictions_carry_weights_neighbours_and_crop(ist_checkpoint: Path, photos: Path) -> None:
@@ -501,6 +551,7 @@ def test_zero_shot_clip_path(photos: Path, tmp_path: Path, capsys) -> None:
     )  # fmt: skip
     assert rc == 0
     rows = parse_csv(out)
+    assert all(r["probability"] == r["present"] == "" for r in csv.DictReader(io.StringIO(out)))  # plain CLIP: no calibrator
     assert list(rows) == [str(photos / "zidane.jpg"), str(photos / "tennis.jpg")]  # as given
     assert all(len(v) == 2 and v[0][1] >= v[1][1] and v[0][2] >= 1 for v in rows.values())
     assert sorted(p.name for p in (tmp_path / "ex").iterdir()) == ["tennis.png", "zidane.png"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import logging
+import math
 import os
 import signal
 import socket
@@ -24,13 +25,14 @@ import urllib.request
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from c2srt.constants import DEFAULT_TOP
+from c2srt.constants import DEFAULT_THRESHOLD, DEFAULT_TOP
 from c2srt.predict import Prediction
 from c2srt.serve import (
     BATCH_SIZE,
@@ -126,8 +128,11 @@ def test_unique_names_keep_repeated_uploads_apart() -> None:
     assert unique_names(["/a/x.jpg", "/b/x.jpg", "/c/y.png", "/d/x.jpg"]) == ["x.jpg", "x.jpg (2)", "y.png", "x.jpg (3)"]
 
 
-def _item(ranked: list[tuple[str, float]], weights: np.ndarray | None = None, size=(40, 20)) -> TaggedImage:
-    """An upload as the page holds it: every label ranked; `weights` [N, K] in ranked order."""
+def _item(
+    ranked: list[tuple[str, float]], weights: np.ndarray | None = None, size=(40, 20), probabilities: dict[str, float] | None = None
+) -> TaggedImage:
+    """An upload as the page holds it: every label ranked; `weights` [N, K] in ranked order;
+    `probabilities` (a calibrated model's, decided at 0.5) or none."""
     names = [n for n, _ in ranked]
     side = min(size)
     left, top = (size[0] - side) / 2, (size[1] - side) / 2
@@ -137,26 +142,37 @@ def _item(ranked: list[tuple[str, float]], weights: np.ndarray | None = None, si
         counts={n: 1 for n in names},
         weights={n: weights[:, k] for k, n in enumerate(names)} if weights is not None else {},
         crop_box=(left, top, left + side, top + side),
+        probabilities=dict(probabilities or {}),
+        threshold=0.5 if probabilities is not None else None,
     )
     return TaggedImage("x.jpg", Image.new("RGB", size, (100, 100, 100)), pred)
 
 
-def test_results_html_lists_top_then_threshold() -> None:
-    it = _item([("a", 0.9), ("b", 0.5), ("c", 0.1), ("d", -0.3)])
+def _listed(page: str, cls: str = "c2srt-label") -> list[str]:
+    return [part.split("</td>")[0].rsplit(">", 1)[1] for part in page.split(f"class='{cls}'")[1:]]
+
+
+def test_results_html_lists_top_then_probability_threshold() -> None:
+    probs = {"a": 0.9, "b": 0.5, "c": 0.7, "d": 0.05}  # the ranking (by score) and the probabilities need not agree
+    it = _item([("a", 2.9), ("b", 1.5), ("c", 0.1), ("d", -0.3)], probabilities=probs)
 
     def listed(threshold, top) -> list[str]:
-        page = results_html([it], threshold, top)
-        return [part.split("</td>")[0].rsplit(">", 1)[1] for part in page.split("class='c2srt-label'")[1:]]
+        return _listed(results_html([it], threshold, top))
 
     assert listed(None, None) == ["a", "b", "c", "d"]
     assert listed(None, 2) == ["a", "b"]
-    assert listed(0.1, None) == ["a", "b", "c"]  # at the threshold is kept
-    assert listed(0.6, 3) == ["a"]
+    assert listed(0.5, None) == ["a", "b", "c"]  # at the threshold is kept
+    assert listed(0.6, 2) == ["a"]  # the top 2, then those passing
+    assert "3 of 4 labels pass P(present) ≥ 0.50" in results_html([it], 0.5, None)
+    assert _listed(results_html([it], 0.5, None), "c2srt-probability") == ["0.90", "0.50", "0.70"]
     assert listed(1.0, None) == [] and "No label at or above the threshold" in results_html([it], 1.0, None)
+    # without a calibrator: ranked only; a threshold has nothing to compare and is not used
+    plain = _item([("a", 2.9), ("b", 1.5)])
+    assert _listed(results_html([plain], 0.99, None)) == ["a", "b"] and "c2srt-probability" not in results_html([plain], 0.5, None)
 
 
 def test_results_html_escapes_labels() -> None:
-    it = _item([("<script>x</script>", 0.5), ("b&c", 0.1)])
+    it = _item([("<script>x</script>", 0.5), ("b&c", 0.1)], probabilities={"<script>x</script>": 0.5, "b&c": 0.1})
     page = results_html([it], None, None)
     assert "<script>" not in page and "&lt;script&gt;" in page and "b&amp;c" in page
     assert page.count("class='c2srt-row'") == 2
@@ -235,19 +251,24 @@ def test_cli_serve_passes_its_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 class _FakeRecognizer:
     """`predict` as the page calls it: every label ranked, scores from the image's width."""
 
-    def __init__(self, fail: Exception | None = None) -> None:
+    def __init__(self, fail: Exception | None = None, *, calibrated: bool = True) -> None:
         self.fail = fail
+        self.calibrated = calibrated
         self.calls: list[tuple[int, list[str]]] = []
 
-    def predict(self, images: list, labels: list[str], **kwargs: object) -> list[Prediction]:
+    def predict(self, images: list, labels: list[str], **kwargs: Any) -> list[Prediction]:
+        threshold = kwargs.pop("threshold")
         assert kwargs == {"top": None, "batch_size": BATCH_SIZE, "return_weights": True}
         if self.fail is not None:
             raise self.fail
         self.calls.append((len(images), list(labels)))
         out = []
-        for i, im in enumerate(images):
+        for i, im in enumerate(images):  # scores in [0, 1): the fake's probabilities are its scores
             ranked = sorted(((n, (im.size[0] % 7 + k) / 10) for k, n in enumerate(labels)), key=lambda p: -p[1])
-            out.append(Prediction(f"image{i}", ranked))
+            pred = Prediction(f"image{i}", ranked)
+            if self.calibrated:
+                pred.probabilities, pred.threshold = dict(ranked), threshold
+            out.append(pred)
         return out
 
 
@@ -272,10 +293,27 @@ def test_tag_page_tags_every_readable_upload_in_order(tmp_path: Path) -> None:
     assert [it.name for it in tags.tagged] == ["up0.png", "up1.png"] and tags.first is tags.items[0]
     assert tags.status.startswith("Tagged 2 image(s) with 3 labels.") and "**problem:**" in tags.status
     assert tags.notes == [tags.items[1].error]
-    lo, hi = tags.score_range()
-    scores = [s for it in tags.tagged for _, s in it.prediction.labels]
-    assert lo <= min(scores) and hi >= max(scores) and hi - lo >= 0.01
     assert [len(d["labels"]) for d in tags.predictions(2)] == [2, 0, 2] and "error" in tags.predictions(2)[1]
+
+
+def test_tag_page_decides_at_a_probability_threshold(tmp_path: Path) -> None:
+    """The slider's threshold is a probability: the page tags at it and says how many labels pass,
+    counted here from the predictions' probabilities; a threshold outside [0, 1] is a message."""
+    files = _uploads(tmp_path, 20, 31)  # the fake's probabilities: (width % 7 + k) / 10 for label k
+    for threshold in (0.3, 0.6):
+        tags = tag_page(_FakeRecognizer(), files, "dog, cat\nsky", threshold)
+        assert tags.decided and all(it.prediction.threshold == threshold for it in tags.tagged)
+        want = {it.name: sum(p >= threshold for p in it.prediction.probabilities.values()) for it in tags.tagged}
+        assert want == {"up0.png": sum((20 % 7 + k) / 10 >= threshold for k in range(3)), "up1.png": sum((31 % 7 + k) / 10 >= threshold for k in range(3))}
+        assert tags.passing(threshold) == want
+        assert f"{sum(want.values())} label(s) in all pass P(present) ≥ {threshold:.2f}" in tags.status
+        for it in tags.tagged:
+            assert it.prediction.present_labels == [n for n, p in it.prediction.labels if p >= threshold]
+    assert tags.passing(0.0) == {"up0.png": 3, "up1.png": 3}
+    bad = tag_page(_FakeRecognizer(), files, "dog", 1.5)
+    assert not bad.done and "must lie in [0, 1]" in bad.status
+    plain = tag_page(_FakeRecognizer(calibrated=False), files, "dog, cat")
+    assert plain.done and not plain.decided and plain.passing(0.5) == {} and "no calibrator" in plain.status
 
 
 @pytest.mark.parametrize(
@@ -291,7 +329,7 @@ def test_tag_page_tags_every_readable_upload_in_order(tmp_path: Path) -> None:
 def test_tag_page_says_why_nothing_was_tagged(tmp_path: Path, files, vocabulary, fail, said) -> None:
     files = _uploads(tmp_path, 16) if files == ["x.png"] else files
     tags = tag_page(_FakeRecognizer(fail), files, vocabulary)
-    assert not tags.done and tags.items == [] and tags.score_range() is None and tags.first is None
+    assert not tags.done and tags.items == [] and not tags.decided and tags.first is None
     assert tags.status.startswith("**Nothing tagged:**") and said in html.unescape(tags.status) and said in tags.notes[0]
 
 
@@ -303,10 +341,11 @@ def test_tag_page_tags_at_most_max_images(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------- with the tiny model
 @pytest.fixture(scope="module")
-def recognizer(tiny_checkpoint: Path):
+def recognizer(calibrated_checkpoint: Path):
+    """The tiny checkpoint with a calibrator (probabilities and decisions on the page)."""
     from c2srt.predict import Recognizer
 
-    return Recognizer.from_checkpoint(tiny_checkpoint)
+    return Recognizer.from_checkpoint(calibrated_checkpoint)
 
 
 def test_tag_images_ranks_like_predict(recognizer, photos: Path) -> None:
@@ -465,13 +504,15 @@ def test_page_in_a_browser(chromium: Path, page_url: str, recognizer, photos: Pa
             _upload(page, photos / "bus.jpg")
             page.fill("#c2srt-vocab textarea", VOCAB.replace(", ", "\n"))
             tag.click()
-            page.wait_for_selector("#c2srt-results .c2srt-row")
+            page.wait_for_selector("#c2srt-results .c2srt-passing")
             labels = page.locator("#c2srt-results .c2srt-label").all_inner_texts()
             scores = [float(s) for s in page.locator("#c2srt-results .c2srt-score").all_inner_texts()]
             ranked = recognizer.predict([open_upload(photos / "bus.jpg")], parse_vocabulary(VOCAB), top=None)[0]
-            assert labels == [n for n, _ in ranked.labels][:DEFAULT_TOP]  # the one default top-k
+            best = [n for n, _ in ranked.labels][:DEFAULT_TOP]  # the one default top-k ...
+            assert labels == [n for n in best if ranked.probability(n) >= DEFAULT_THRESHOLD]  # ... then the default threshold
             assert scores == sorted(scores, reverse=True)
             assert "Tagged 1 image(s) with 6 labels" in _settled_text(page, "#c2srt-status")
+            labels = [n for n, _ in ranked.labels]  # the label menu offers every label, whatever is listed
 
             # 3. the heatmap of the best label is shown; open another label's
             step = "open a heatmap"
@@ -492,16 +533,23 @@ def test_page_in_a_browser(chromium: Path, page_url: str, recognizer, photos: Pa
             )
             page.wait_for_selector("#c2srt-neighbors .c2srt-neighbor, #c2srt-neighbors p")
 
-            # 4. the threshold slider filters the list
+            # 4. the threshold slider (a probability) filters the list and says how many labels pass
             step = "move the threshold"
+            page.locator("#c2srt-threshold input[type=number]").fill("0")
+            page.locator("#c2srt-threshold input[type=number]").press("Enter")
+            page.wait_for_function("() => document.querySelector('#c2srt-results').innerText.includes('pass P(present) ≥ 0.00')")
             n_before = page.locator("#c2srt-results .c2srt-row").count()
-            page.locator("#c2srt-threshold input[type=number]").fill(f"{scores[1]:.3f}")
+            probs = [float(p) for p in page.locator("#c2srt-results .c2srt-probability").all_inner_texts()]
+            cut = math.floor(100 * sorted(probs, reverse=True)[1]) / 100  # the second most likely label passes it
+            page.locator("#c2srt-threshold input[type=number]").fill(f"{cut:.2f}")
             page.locator("#c2srt-threshold input[type=number]").press("Enter")
             page.wait_for_function(
                 "n => document.querySelectorAll('#c2srt-results .c2srt-row').length < n", arg=n_before
             )
-            kept = [float(s) for s in page.locator("#c2srt-results .c2srt-score").all_inner_texts()]
-            assert kept and all(s >= round(scores[1], 3) - 1e-3 for s in kept)
+            kept = [float(p) for p in page.locator("#c2srt-results .c2srt-probability").all_inner_texts()]
+            passing = sum(p >= cut for p in ranked.probabilities.values())
+            assert kept and all(p >= cut - 5e-3 for p in kept)
+            assert f"{passing} of 6 labels pass P(present) ≥ {cut:.2f}" in page.locator("#c2srt-results").inner_text()
 
             # 5. a text file named .jpg: a clear message, no traceback
             step = "upload a non-image"
@@ -524,6 +572,8 @@ def test_page_in_a_browser(chromium: Path, page_url: str, recognizer, photos: Pa
             # 7. the server still answers, and tags again
             step = "tag again"
             assert _answers(page_url)
+            page.locator("#c2srt-threshold input[type=number]").fill("0")  # every label passes P >= 0
+            page.locator("#c2srt-threshold input[type=number]").press("Enter")
             page.fill("#c2srt-vocab textarea", "cat, dog")
             tag.click()
             page.wait_for_function("() => document.querySelector('#c2srt-status').innerText.includes('with 2 labels')")
@@ -564,7 +614,7 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 @pytest.fixture(scope="module")
-def served(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+def served(calibrated_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
     """`c2srt serve` in a process of its own on a free loopback port: (url, pid). Stopped with Ctrl-C."""
     pytest.importorskip("gradio_client", reason="gradio is not installed (pip install c2srt[serve])")
     if not Path("/proc/self/status").exists():
@@ -575,7 +625,7 @@ def served(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
         "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
         "from c2srt.cli import main; sys.exit(main(sys.argv[1:]))"
     )
-    argv = [sys.executable, "-c", code, "serve", "--checkpoint", str(tiny_checkpoint), "--port", str(port)]
+    argv = [sys.executable, "-c", code, "serve", "--checkpoint", str(calibrated_checkpoint), "--port", str(port)]
     with log.open("w") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -668,11 +718,12 @@ def test_gradio_client_sees_named_endpoints(served: tuple[str, int], photos: Pat
     client = Client(url, verbose=False)
     api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     assert {"/tag", "/filter", "/explain"} <= set(api)
-    assert [p["parameter_name"] for p in api["/tag"]["parameters"]] == ["images", "vocabulary", "top"]
+    assert [p["parameter_name"] for p in api["/tag"]["parameters"]] == ["images", "vocabulary", "top", "threshold"]
     assert [p["parameter_name"] for p in api["/explain"]["parameters"]] == ["image", "label"]
     labels = [x["label"] for e in api.values() for x in (*e["parameters"], *e["returns"])]
     assert not [n for n in labels if n.startswith("value_")], labels  # every input and output has a name
     assert api["/tag"]["parameters"][2]["parameter_default"] == DEFAULT_TOP
+    assert api["/tag"]["parameters"][3]["parameter_default"] == DEFAULT_THRESHOLD  # a probability
 
     status, predictions, *_ = client.predict(
         images=[handle_file(str(photos / "bus.jpg"))], vocabulary=VOCAB, api_name="/tag"
@@ -681,7 +732,9 @@ def test_gradio_client_sees_named_endpoints(served: tuple[str, int], photos: Pat
     (bus,) = predictions
     assert bus["image"] == "bus.jpg" and len(bus["labels"]) == DEFAULT_TOP
     best, second = bus["labels"][0], bus["labels"][1]
-    table = client.predict(threshold=second["score"] - 1e-3, top=DEFAULT_TOP, api_name="/filter")
+    assert all(0 <= d["probability"] <= 1 and d["present"] == (d["probability"] >= DEFAULT_THRESHOLD) for d in bus["labels"])
+    # IST scores each label on its own: the ranking and the probabilities agree, so the two best pass
+    table = client.predict(threshold=second["probability"] - 1e-3, top=DEFAULT_TOP, api_name="/filter")
     assert table.count("class='c2srt-row'") == 2 and best["label"] in table
     picture, caption, neighbours = client.predict(image="bus.jpg", label=second["label"], api_name="/explain")
     assert Path(picture).is_file() and caption.startswith(f"**{second['label']}**")

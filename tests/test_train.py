@@ -102,6 +102,41 @@ def test_train_then_eval_on_coco8(coco8: Path, tmp_path: Path, capsys: pytest.Ca
     assert top1["gzsl/mAP"] == results["gzsl/mAP"]
 
 
+# ------------------------------------------------------------------------- the calibrator
+def test_training_with_a_holdout_stores_a_calibrator_fitted_on_the_held_out_images(
+    coco8: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`calibration.holdout`: those training images are not trained on; the exported model carries a
+    calibrator fitted on them, and `c2srt calibrate` without --config refits it on the same images."""
+    import logging
+
+    from c2srt.calibration import load_calibrator
+    from c2srt.checkpoint import read_checkpoint_info
+
+    out = tmp_path / "run"
+    with caplog.at_level(logging.INFO, logger="c2srt"):
+        assert main(_train_args(coco8, out, "train.epochs=1", "calibration.holdout=1", "eval.batch_size=2")) == 0
+    assert "training on 2 images (1 more held out for the calibrator)" in caplog.text
+    model = out / "model.safetensors"
+    info = read_checkpoint_info(model)
+    assert info.calibration is not None
+    prov = info.calibration["provenance"]
+    assert prov["images"] == 1 and prov["split"] == "train" and prov["heldout"] == {"holdout": 1.0, "max_holdout": 1000, "seed": 0}
+    assert prov["labels"] == info.seen  # fitted on the seen labels
+    cal = load_calibrator(model)
+    assert cal is not None and cal.method == "platt"
+    probs = cal(torch.linspace(-1, 1, 11))
+    assert bool((probs[1:] >= probs[:-1]).all()) and 0 < float(probs.min()) <= float(probs.max()) < 1
+
+    # the same held-out image, scored as at export: `c2srt calibrate` refits the same map
+    again = tmp_path / "again.safetensors"
+    assert main(["calibrate", "--checkpoint", str(model), "--out", str(again)]) == 0
+    refit = load_calibrator(again)
+    assert refit is not None and refit.provenance["images"] == 1
+    for k, v in cal.state_dict().items():
+        torch.testing.assert_close(refit.state_dict()[k], v, rtol=1e-6, atol=1e-9)
+
+
 # ------------------------------------------------------------------------- kill and resume
 class _Killed(RuntimeError):
     """Stands for the process dying (SIGKILL, pre-emption) between two epochs."""
@@ -396,8 +431,12 @@ SPY_SCRIPT = Path(__file__).with_name("_cli_spy.py")
 
 
 def _coco8_with_odd_val(coco8: Path, root: Path) -> Path:
-    """COCO8 with 3 validation images: over 2 ranks the sampler pads one, which must count once."""
+    """COCO8 with 3 validation images: over 2 ranks the sampler pads one, which must count once;
+    and 4 usable training images (one twice, under another name), so that with one held out for
+    the calibrator 3 train: over 2 ranks the sampler pads one there too."""
     shutil.copytree(coco8, root)
+    shutil.copy(root / "images" / "train" / "000000000009.jpg", root / "images" / "train" / "000000000010.jpg")
+    shutil.copy(root / "labels" / "train" / "000000000009.txt", root / "labels" / "train" / "000000000010.txt")
     dropped = sorted((root / "images" / "val").glob("*.jpg"))[-1]
     dropped.unlink()
     (root / "labels" / "val" / f"{dropped.stem}.txt").unlink(missing_ok=True)
@@ -429,6 +468,7 @@ def test_two_processes_write_once_sync_metrics_count_each_image_once_and_resume(
     data = _coco8_with_odd_val(coco8, tmp_path / "coco7")
     ddp = ["--devices", "2", "train.accelerator=cpu", "train.strategy=ddp", "train.epochs=2", "data.batch_size=1"]
     ddp += ["eval.batch_size=1", "graph.encoder=clip"]  # 2 steps per epoch per rank; the model's text tower ranks graph candidates
+    ddp += ["calibration.holdout=1"]  # one training image held out: rank 0 alone fits the calibrator at export
     run, spy, killed = tmp_path / "run", tmp_path / "spy", tmp_path / "killed"
     spy.mkdir()
     code, output = _cli(
@@ -444,6 +484,10 @@ def test_two_processes_write_once_sync_metrics_count_each_image_once_and_resume(
         assert name in written, f"rank 0 did not write {name}: {sorted(written)}"
     assert any(w.startswith("checkpoints/") and w.endswith(".ckpt") for w in written)
     assert _writes(spy, 1) == set(), "rank 1 wrote files of the run"
+    from c2srt.checkpoint import read_checkpoint_info
+
+    calibration = read_checkpoint_info(run / "model.safetensors").calibration
+    assert calibration is not None and calibration["provenance"]["images"] == 1, calibration
 
     # the logged training loss is the mean over both ranks at every step (sync_dist)
     rank0, rank1 = _losses(spy, 0), _losses(spy, 1)
@@ -471,6 +515,6 @@ def test_two_processes_write_once_sync_metrics_count_each_image_once_and_resume(
     assert _writes(resumed_spy, 1) == set(), "rank 1 wrote files of the resumed run"
     assert sorted(_losses(resumed_spy, 0)) == [2, 3], "the resumed run did not start at epoch 1"
     resumed = _weights(run / "model.safetensors")
-    assert full.keys() == resumed.keys()
-    assert not [k for k in full if not torch.equal(full[k], resumed[k])], "weights differ after resuming under DDP"
+    assert full.keys() == resumed.keys() and any(k.startswith("calibrator.") for k in full)
+    assert not [k for k in full if not torch.equal(full[k], resumed[k])], "weights (or calibrator) differ after resuming under DDP"
     assert _logged_losses(run) == logged  # the log covers the whole run, each step once

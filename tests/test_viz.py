@@ -64,3 +64,35 @@ def test_pictures_leave_matplotlib_as_they_found_it(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.split() == ["svg", "False"], out.stdout + out.stderr
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "r.png").is_file()
+
+
+def test_reliability_figure_draws_the_bins_of_each_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from c2srt.metrics import reliability_bins
+
+    rng = np.random.default_rng(0)
+    p = rng.random((60, 4))
+    y = np.where(rng.random((60, 4)) < p, 1, -1)
+    groups = {"seen labels": np.array([True, True, True, False]), "unseen labels": np.array([False, False, False, True])}
+    figures: list[Any] = []
+    save = viz.save_picture
+    monkeypatch.setattr(viz, "save_picture", lambda fig, out: (figures.append(fig), save(fig, out))[1])
+    out = viz.plot_reliability(p, y, groups, tmp_path / "r" / "reliability.png", title="toy")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    top, bottom = figures[0].axes[:2]
+    lines = {line.get_label(): line for line in top.get_lines()}
+    assert "perfectly calibrated" in lines
+    for name, mask in groups.items():
+        bins = reliability_bins(p[:, mask], y[:, mask])
+        filled = bins["count"] > 0
+        (line,) = [v for k, v in lines.items() if k.startswith(name)]
+        assert list(line.get_xdata()) == pytest.approx(bins["mean_probability"][filled].tolist())
+        assert list(line.get_ydata()) == pytest.approx(bins["frequency"][filled].tolist())
+        assert f"({int(mask.sum()) * 60:,} entries)" in line.get_label()
+    heights = sorted(int(b.get_height()) for b in bottom.patches)
+    assert sum(heights) == 60 * 4  # every entry counted in one bin of one group
+    with pytest.raises(ValueError, match="mask"):
+        viz.plot_reliability(p, y, {"bad": np.array([True])}, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="no group"):
+        viz.reliability_figure({})

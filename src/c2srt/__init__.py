@@ -6,7 +6,8 @@ when first used.
 Example:
     >>> from c2srt import Recognizer
     >>> rec = Recognizer.from_checkpoint("model.safetensors")  # doctest: +SKIP
-    >>> rec.predict(["photo.jpg"], ["dog", "frisbee", "grass"], top=3)  # doctest: +SKIP
+    >>> pred = rec.predict(["photo.jpg"], ["dog", "frisbee", "grass"], top=3)[0]  # doctest: +SKIP
+    >>> pred.labels, pred.present_labels  # ranked (label, score); those with P(present) >= 0.5  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .version import __version__
 
 if TYPE_CHECKING:
+    from .calibration import Calibrator, load_calibrator
     from .predict import Prediction, PredictOptions, Recognizer
 
 # public name -> the module that defines it (imported on first access)
@@ -24,9 +26,11 @@ _LAZY = {
     "Recognizer": ".predict",
     "Prediction": ".predict",
     "PredictOptions": ".predict",
+    "Calibrator": ".calibration",
+    "load_calibrator": ".calibration",
 }
 
-__all__ = ["PredictOptions", "Prediction", "Recognizer", "__version__"]
+__all__ = ["Calibrator", "PredictOptions", "Prediction", "Recognizer", "__version__", "load_calibrator"]
 
 
 def __getattr__(name: str) -> Any:

@@ -2,7 +2,10 @@
 
 A checkpoint is one `.safetensors` file: the weights of everything but the teacher, and as
 metadata the resolved config, the training vocabulary (seen / unseen) and the category graph, so
-`c2srt predict` and `c2srt eval` need nothing else. No pickle is involved.
+`c2srt predict` and `c2srt eval` need nothing else. No pickle is involved. A calibrator
+(`c2srt.calibration`), when fitted, rides along: its tensors under `calibrator.*` and its
+provenance as the `calibration` metadata entry; `write_calibrator` adds or replaces it without
+touching the weights.
 
 Also here: the weights a run starts from (`model.init_from`: a stage-1 checkpoint before stage 2,
 or MKT's released `.pth` files, read with `torch.load(weights_only=True)`) and their conversion.
@@ -29,6 +32,8 @@ _logger = logging.getLogger(__name__)
 
 FORMAT = "c2srt-checkpoint"
 FORMAT_VERSION = "1"
+CALIBRATOR_PREFIX = "calibrator."  # tensors of the calibrator, beside the model's weights
+CALIBRATION_KEY = "calibration"  # metadata entry: the calibrator's method and provenance (JSON)
 
 
 @dataclass
@@ -41,6 +46,7 @@ class CheckpointInfo:
     graph: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     version: str = __version__
+    calibration: dict[str, Any] | None = None  # the calibrator's method and provenance; None: no calibrator
 
 
 def save_checkpoint(
@@ -52,8 +58,13 @@ def save_checkpoint(
     unseen: list[str] | None = None,
     graph: "CategoryGraph | None" = None,
     extra: dict[str, Any] | None = None,
+    calibrator: Any = None,
 ) -> Path:
-    """Write weights + metadata atomically (a crash never leaves a half-written checkpoint)."""
+    """Write weights + metadata atomically (a crash never leaves a half-written checkpoint).
+
+    Args:
+        calibrator: a `c2srt.calibration.Calibrator` to store with the model (None: none).
+    """
     from safetensors.torch import save
 
     from .io import atomic_write_bytes
@@ -61,6 +72,8 @@ def save_checkpoint(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict_to_save().items()}
+    if calibrator is not None:
+        tensors.update(_calibrator_tensors(calibrator))
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -71,8 +84,61 @@ def save_checkpoint(
         "graph": json.dumps(graph.to_dict()) if graph is not None else "",
         "extra": json.dumps(extra or {}),
     }
+    if calibrator is not None:
+        metadata[CALIBRATION_KEY] = json.dumps(calibrator.metadata())
     # serialised here and written by Python: safetensors' own file writer does not report a full disk
     return atomic_write_bytes(path, save(_dedupe_shared(tensors), metadata=metadata))
+
+
+def _calibrator_tensors(calibrator: Any) -> dict[str, torch.Tensor]:
+    return {CALIBRATOR_PREFIX + k: v.detach().cpu().contiguous() for k, v in calibrator.state_dict().items()}
+
+
+def write_calibrator(path: str | Path, calibrator: Any, *, out: str | Path | None = None) -> Path:
+    """Store `calibrator` in the checkpoint `path` (replacing any it holds), atomically.
+
+    Every other tensor and metadata entry is copied unchanged (the weights stay bit-identical);
+    the new file is written to a temporary name and renamed, so a failure leaves `path` as it was.
+
+    Args:
+        path: a c2srt checkpoint.
+        calibrator: a `c2srt.calibration.Calibrator` (`state_dict()`, `metadata()`).
+        out: where to write (default: `path` itself, rewritten).
+
+    Returns:
+        The path written.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save
+
+    from .io import atomic_write_bytes
+
+    read_checkpoint_info(path)  # a c2srt checkpoint, or a clear error
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+        tensors = {k: f.get_tensor(k) for k in f.keys() if not k.startswith(CALIBRATOR_PREFIX)}
+    tensors.update(_calibrator_tensors(calibrator))
+    meta[CALIBRATION_KEY] = json.dumps(calibrator.metadata())
+    out = Path(out) if out is not None else Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_bytes(out, save(tensors, metadata=meta))
+
+
+def read_calibrator(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """The calibrator stored in a checkpoint: (its tensors, without the prefix; its metadata), or None."""
+    from safetensors import safe_open
+
+    info = read_checkpoint_info(path)
+    if info.calibration is None:
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        tensors = {k[len(CALIBRATOR_PREFIX) :]: f.get_tensor(k) for k in f.keys() if k.startswith(CALIBRATOR_PREFIX)}
+    return tensors, info.calibration
+
+
+def _model_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors without the calibrator's."""
+    return {k: v for k, v in state.items() if not k.startswith(CALIBRATOR_PREFIX)}
 
 
 def _dedupe_shared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -105,6 +171,7 @@ def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
     try:
         cfg = config_from_dict(json.loads(meta["config"]))
         graph = json.loads(meta["graph"]) if meta.get("graph") else None
+        calibration = json.loads(meta[CALIBRATION_KEY]) if meta.get(CALIBRATION_KEY) else None
         return CheckpointInfo(
             cfg=cfg,
             seen=json.loads(meta.get("seen", "[]")),
@@ -112,6 +179,7 @@ def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
             graph=graph,
             extra=json.loads(meta.get("extra", "{}")),
             version=meta.get("c2srt_version", "?"),
+            calibration=calibration,
         )
     except (KeyError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: corrupt c2srt metadata ({e})") from e
@@ -140,7 +208,7 @@ def load_checkpoint(
         device=device,
         teacher=teacher,
     )
-    state = load_file(str(path), device=str(device))
+    state = _model_weights(load_file(str(path), device=str(device)))
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith(model.rebuilt_prefixes())]
     if missing or unexpected:
@@ -272,7 +340,7 @@ def load_init_weights(model: "C2SRT", path: str | Path) -> None:
         from safetensors.torch import load_file
 
         read_checkpoint_info(path)  # a c2srt checkpoint, or a clear error
-        state = load_file(str(path))
+        state = _model_weights(load_file(str(path)))
     else:
         raw = _read_torch_state(path)
         if is_mkt_image_state(raw):

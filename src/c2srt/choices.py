@@ -53,3 +53,10 @@ class LocalLlmMode(str, enum.Enum):
 
     CONTEXTS = "contexts"  # every label's first token read after photo contexts: PMI both ways, mutual top-k
     PMI = "pmi"  # the model judges text-embedding candidates by PMI of a relation sentence (version 1)
+
+
+class CalibrationMethod(str, enum.Enum):
+    """The map from decision scores to P(label present) (`calibration.method`)."""
+
+    PLATT = "platt"  # sigma(a s + b), a >= 0: a logistic in the decision score
+    ISOTONIC = "isotonic"  # monotone steps (pool-adjacent-violators), interpolated

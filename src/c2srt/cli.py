@@ -133,6 +133,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibration import calibrate_checkpoint
+    from .checkpoint import read_checkpoint_info
+    from .config import apply_overrides, load_config, validate
+
+    cfg = None
+    if args.config:
+        cfg = load_config(args.config, args.overrides)
+    elif args.overrides:  # overrides apply to the checkpoint's own config
+        cfg = validate(apply_overrides(read_checkpoint_info(args.checkpoint).cfg, args.overrides))
+    # without --config the data are the checkpoint's own training listing: only its held-out part
+    path, cal = calibrate_checkpoint(args.checkpoint, cfg, split=args.split, heldout=args.config is None, out=args.out)
+    fit = cal.provenance.get("fit", {})
+    print(
+        f"calibrator ({cal.method}) fitted on {cal.provenance.get('images')} images, {len(cal.provenance.get('labels', []))} labels "
+        f"({fit.get('entries')} annotated entries, {fit.get('positives')} positive): ECE {fit.get('ece', float('nan')):.3f}, "
+        f"Brier {fit.get('brier', float('nan')):.3f} on these images"
+    )
+    print(f"written to {path}")
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from .checkpoint import convert_mkt
     from .config import load_config
@@ -181,11 +203,24 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 PREDICTION_FORMATS = ("table", "json", "csv")
-CSV_HEADER = ("image", "rank", "label", "score", "patches", "error")
+CSV_HEADER = ("image", "rank", "label", "score", "probability", "present", "patches", "error")
+
+
+def _decision_cells(p: Prediction, label: str) -> tuple[str, str]:
+    """(probability, present) as CSV cells: empty without a calibrator."""
+    if not p.decided:
+        return "", ""
+    return f"{p.probabilities[label]:.6f}", "1" if p.present(label) else "0"
 
 
 def format_predictions(preds: Sequence[Prediction], fmt: str = "table", *, header: bool = True) -> str:
-    """Predictions as `c2srt predict` prints them: a text table, JSON or CSV (`header`: CSV's first line)."""
+    """Predictions as `c2srt predict` prints them: a text table, JSON or CSV (`header`: CSV's first line).
+
+    Each label carries its ranking score and, for a model with a calibrator, its probability and
+    whether it is present (probability >= the threshold): JSON `probability` / `present` (null /
+    absent without a calibrator), CSV `probability` / `present` (1 or 0; empty cells without), the
+    table `P=0.83 present`.
+    """
     if fmt == "json":
         return json.dumps([p.to_dict() for p in preds], indent=2)
     if fmt == "csv":
@@ -195,9 +230,9 @@ def format_predictions(preds: Sequence[Prediction], fmt: str = "table", *, heade
             w.writerow(CSV_HEADER)
         for p in preds:
             if p.error:
-                w.writerow([p.source, "", "", "", "", p.error])
+                w.writerow([p.source, "", "", "", "", "", "", p.error])
             for r, (n, s) in enumerate(p.labels, 1):
-                w.writerow([p.source, r, n, f"{s:.6f}", p.counts.get(n, ""), ""])
+                w.writerow([p.source, r, n, f"{s:.6f}", *_decision_cells(p, n), p.counts.get(n, ""), ""])
         return buf.getvalue()
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}; use {', '.join(PREDICTION_FORMATS)}")
@@ -207,8 +242,9 @@ def format_predictions(preds: Sequence[Prediction], fmt: str = "table", *, heade
         if p.error:
             lines.append(f"  error: {p.error}")
         for r, (n, s) in enumerate(p.labels, 1):
+            decided = f"  P={p.probabilities[n]:.3f} {'present' if p.present(n) else 'absent '}" if p.decided else ""
             extra = f"  ({p.counts[n]} patch{'' if p.counts[n] == 1 else 'es'})" if n in p.counts else ""
-            lines.append(f"  {r:>2}. {n:<30} {s:8.4f}{extra}")
+            lines.append(f"  {r:>2}. {n:<30} {s:8.4f}{decided}{extra}")
         if p.explanation:
             lines.append(f"  explanation: {p.explanation}")
     return "\n".join(lines)
@@ -232,12 +268,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.top is not None:
         top = args.top
     else:
-        top = None if args.threshold is not None else DEFAULT_TOP  # --threshold alone: every label above it
+        top = None if args.threshold is not None else DEFAULT_TOP  # --threshold alone: every label present
+    decide = {"threshold": args.threshold, "present_only": True} if args.threshold is not None else {}
     stream = rec.iter_predict(  # checks the arguments and embeds the vocabulary before any output
         args.images,
         labels,
         top=top,
-        threshold=args.threshold,
+        **decide,
         batch_size=args.batch_size,
         explain_dir=args.explain,
         progress=not args.no_progress,
@@ -335,7 +372,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"c2srt {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE_HELP)
-    sub = parser.add_subparsers(dest="verb", metavar="{demo,train,eval,predict,serve,graph,data,convert}")
+    sub = parser.add_subparsers(dest="verb", metavar="{demo,train,eval,calibrate,predict,serve,graph,data,convert}")
 
     p = sub.add_parser("demo", help="the mini-world benchmark: the whole method end to end, offline")
     p.add_argument("--output-dir", default="runs/demo", help="where tables, JSON and pictures go")
@@ -360,6 +397,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="where eval.json goes (default: beside the checkpoint)")
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser(
+        "calibrate",
+        help="fit the map from a checkpoint's scores to probabilities on annotated images (stored in the checkpoint)",
+        description="Score annotated images with a checkpoint and fit its calibrator (decision score -> "
+        "P(label present), one map for every label, so it also applies to labels never seen), then store "
+        "it in the checkpoint. With --config, every image of the config's data split (e.g. a few hundred "
+        "of your own labelled photos); without, the images the checkpoint's training held out "
+        "(calibration.holdout).",
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="model.safetensors from c2srt train")
+    p.add_argument("--config", type=Path, help="YAML whose data section is the annotated listing (default: the checkpoint's own)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.root=photos calibration.method=isotonic")
+    p.add_argument("--split", choices=("train", "test"), default="train", help="the data split to read (default: train)")
+    p.add_argument("--out", type=Path, help="write the calibrated checkpoint here (default: rewrite --checkpoint, atomically; weights unchanged)")
+    p.set_defaults(func=cmd_calibrate)
+
     p = sub.add_parser("predict", help="tag images with any vocabulary (ranked labels, optional explanations)")
     p.add_argument("images", nargs="+", help="image files and/or folders")
     src = p.add_mutually_exclusive_group(required=True)
@@ -369,8 +422,14 @@ def _parser() -> argparse.ArgumentParser:
     voc = p.add_mutually_exclusive_group(required=True)
     voc.add_argument("--labels", help='comma-separated vocabulary, e.g. "dog,cat,frisbee"')
     voc.add_argument("--labels-file", type=Path, help="vocabulary file, one label per line")
-    p.add_argument("--top", type=int, help="labels kept per image (default 5, or all above --threshold)")
-    p.add_argument("--threshold", type=float, help="keep labels scoring at least this")
+    p.add_argument("--top", type=int, help="labels kept per image (default 5, or all present with --threshold)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="a probability in [0, 1]: keep the labels whose P(label present) is at least this (0.5: more "
+        "likely present than not; higher: fewer, surer labels). Every label shows its probability and "
+        "whether it passes 0.5 without this flag. Needs a checkpoint with a calibrator (c2srt calibrate)",
+    )
     p.add_argument("--format", choices=PREDICTION_FORMATS, default="table")
     p.add_argument("--explain", type=Path, help="folder for per-image PNGs of the ISR regions of the top labels")
     p.add_argument("--graph", type=Path, help="category graph JSON for the vocabulary (default: built on the fly)")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .choices import EmptyColumn, GraphSource, IstMode, LocalLlmMode, Protocol, Scoring
+from .choices import CalibrationMethod, EmptyColumn, GraphSource, IstMode, LocalLlmMode, Protocol, Scoring
 from .constants import DEFAULT_TEMPLATE
 from .registry import HEADS, Registry
 
@@ -134,6 +134,14 @@ class EvalCfg:
 
 
 @dataclass
+class CalibrationCfg:
+    holdout: float = 0.1  # training images held out to fit the calibrator: a fraction in (0, 1) or a number of images (>= 1); 0: none (no calibrator)
+    max_holdout: int = 1000  # most images held out, in images (a fraction of a large listing would be far more than the calibrator needs)
+    seed: int = 0  # seed of the held-out draw (its own, so the held-out images stay when the training seed changes)
+    method: str = "platt"  # calibrator (c2srt.choices.CalibrationMethod): "platt" (logistic in the decision score) or "isotonic" (monotone steps, interpolated)
+
+
+@dataclass
 class Cfg:
     seed: int = 0  # everything random is seeded from this
     output_dir: str = "runs/default"  # where the run writes its files
@@ -142,6 +150,7 @@ class Cfg:
     data: DataCfg = field(default_factory=DataCfg)
     train: TrainCfg = field(default_factory=TrainCfg)
     eval: EvalCfg = field(default_factory=EvalCfg)
+    calibration: CalibrationCfg = field(default_factory=CalibrationCfg)
 
 
 # Closed choices: an enum (c2srt.choices) or a registry where the set is defined elsewhere, else the values.
@@ -160,6 +169,7 @@ _CHOICES: dict[str, Collection[str] | type[enum.Enum] | Registry[Any]] = {
     "graph.llm_mode": LocalLlmMode,
     "eval.protocol": Protocol,
     "eval.empty": EmptyColumn,
+    "calibration.method": CalibrationMethod,
 }
 
 # Fields that were removed: still accepted (and ignored, with a warning) in the configs of old runs
@@ -361,6 +371,11 @@ def validate(cfg: Cfg) -> Cfg:
         raise ConfigError("train.accumulate: must be >= 1")
     if any(k < 1 for k in cfg.eval.topk):
         raise ConfigError(f"eval.topk: {cfg.eval.topk} must be positive")
+    c = cfg.calibration
+    if c.holdout < 0 or (c.holdout >= 1 and c.holdout != int(c.holdout)):
+        raise ConfigError(f"calibration.holdout: {c.holdout} must be 0, a fraction in (0, 1) or a whole number of images")
+    if c.max_holdout < 1:
+        raise ConfigError(f"calibration.max_holdout: {c.max_holdout} must be >= 1")
     return cfg
 
 

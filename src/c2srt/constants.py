@@ -29,6 +29,7 @@ OPEN_IMAGES_TOPK = (10, 20)
 
 # Tagging (c2srt predict and the web page).
 DEFAULT_TOP = 5  # labels shown per image until the person asks for another number or a threshold
+DEFAULT_THRESHOLD = 0.5  # P(label present) from which a label is decided present (predict, the page, the demo's F1@0.5)
 
 # Numerics.
 DEFAULT_EPS = 1e-8

@@ -29,7 +29,7 @@ from .data.base import (
     log_skipped,
 )
 from .metrics import EmptyColumn
-from .model import LabelSet, category_graph, eval_transform
+from .model import DECISION_KEY, LabelSet, category_graph, eval_transform
 from .protocol import (
     Block,
     BlockwiseEvaluator,
@@ -75,12 +75,17 @@ class Evaluation:
             mean is the block's mAP), e.g. `per_label_ap["zsl"]`: one AP per unseen label.
         skipped: dataset rows of the images skipped while loading (`data.skip_bad`), sorted.
         scores: block name -> scores [N, K_b] of every evaluated image, when asked (`keep_scores`).
+        decision: the decision scores [N, K] of every evaluated image over the whole vocabulary
+            (`C2SRT.decision_scores`, from the same image pass), when asked (`decision`).
+        targets: their targets [N, K] int8 in {+1, -1, 0}, when `decision` is asked.
     """
 
     figures: dict[str, float]
     per_label_ap: dict[str, np.ndarray]
     skipped: list[int]
     scores: dict[str, np.ndarray] | None = None
+    decision: np.ndarray | None = None
+    targets: np.ndarray | None = None
 
 
 class EvalPass:
@@ -95,6 +100,9 @@ class EvalPass:
         zero_shot: score with CLIP's cos(g, t) (`C2SRT.zero_shot`) instead of the heads.
         evaluate: keep a `BlockwiseEvaluator` (under DDP, only the rank that computes the figures).
         keep_scores: also keep every block's scores (`Evaluation.scores`).
+        decision: also score the decision scores of the whole vocabulary in the same image pass
+            (`score_blocks(..., decision=True)`) and keep them with the targets
+            (`Evaluation.decision`, `Evaluation.targets`), with or without `evaluate`.
     """
 
     def __init__(
@@ -112,6 +120,7 @@ class EvalPass:
         zero_shot: bool = False,
         evaluate: bool = True,
         keep_scores: bool = False,
+        decision: bool = False,
     ) -> None:
         names = list(label_names)
         seen = np.asarray(seen_mask, dtype=bool)
@@ -133,10 +142,14 @@ class EvalPass:
         self.skipped: set[int] = set()
         self._evaluated: set[int] = set()
         self._scores: dict[str, list[np.ndarray]] | None = {b: [] for b in self.blocks} if keep_scores else None
+        self.decision = decision
+        self._decision: list[np.ndarray] | None = [] if decision else None
+        self._targets: list[np.ndarray] = []
 
     def score(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Block name -> scores [B, K_b] of a batch of images (on the model's device)."""
-        return self.model.score_blocks(images, self.labels, self.blocks, zero_shot=self.zero_shot)
+        """Block name -> scores [B, K_b] of a batch of images (on the model's device); with
+        `decision`, also `DECISION_KEY` -> the decision scores [B, K]."""
+        return self.model.score_blocks(images, self.labels, self.blocks, zero_shot=self.zero_shot, decision=self.decision)
 
     def update(
         self, scores: Mapping[str, torch.Tensor], target: torch.Tensor, *, index: torch.Tensor | None = None, skipped: Iterable[int] = ()
@@ -148,7 +161,7 @@ class EvalPass:
         under `data.skip_bad` the next readable image takes an unreadable one's place.
         """
         self.skipped.update(int(i) for i in skipped)
-        if self.evaluator is None:
+        if self.evaluator is None and self._decision is None:
             return
         if index is not None:
             keep = []
@@ -161,21 +174,34 @@ class EvalPass:
             sel = torch.as_tensor(keep, device=target.device)
             scores = {b: v.index_select(0, sel.to(v.device)) for b, v in scores.items()}
             target = target.index_select(0, sel)
-        chunk = {b: v.float().cpu() for b, v in scores.items()}
+        chunk = {b: v.float().cpu() for b, v in scores.items() if b != DECISION_KEY}
+        if self._decision is not None:
+            if DECISION_KEY not in scores:
+                raise ValueError("this pass keeps decision scores: the batch's scores have none (score them with `score`)")
+            self._decision.append(scores[DECISION_KEY].float().cpu().numpy())
+            self._targets.append(target.cpu().numpy().astype(np.int8))
+        if self.evaluator is None:
+            return
         self.evaluator.update(chunk, target.cpu())
         if self._scores is not None:
             for b, v in chunk.items():
                 self._scores[b].append(v.numpy())
 
     def compute(self) -> Evaluation:
-        """Every figure, the per-label AP of each block, the skipped rows (and the scores, if kept)."""
-        if self.evaluator is None:
+        """Every figure, the per-label AP of each block, the skipped rows (and the scores and
+        decision scores, if kept). Without `evaluate`, the decision scores alone (no figures)."""
+        if self.evaluator is None and self._decision is None:
             raise RuntimeError("this pass only scores (evaluate=False): no figures to compute")
-        figures = self.evaluator.compute()
-        scores = None
+        figures = self.evaluator.compute() if self.evaluator is not None else {}
+        per_label_ap = self.evaluator.per_label_ap if self.evaluator is not None else {}
+        scores = decision = targets = None
         if self._scores is not None:
             scores = {b: np.concatenate(v) if v else np.zeros((0, len(self.blocks[b]))) for b, v in self._scores.items()}
-        return Evaluation(figures, self.evaluator.per_label_ap, sorted(self.skipped), scores)
+        if self._decision is not None:
+            k = len(self.labels.names)
+            decision = np.concatenate(self._decision) if self._decision else np.zeros((0, k), dtype=np.float32)
+            targets = np.concatenate(self._targets) if self._targets else np.zeros((0, k), dtype=np.int8)
+        return Evaluation(figures, per_label_ap, sorted(self.skipped), scores, decision, targets)
 
     def close(self) -> None:
         if self.evaluator is not None:
@@ -204,6 +230,9 @@ def run_evaluation(
     device: str | torch.device = "cpu",
     progress: bool = False,
     keep_scores: bool = False,
+    evaluate: bool = True,
+    decision: bool = False,
+    split: str = "test",
 ) -> Evaluation:
     """Evaluate a model on a dataset in this process: the one in-process evaluation loop.
 
@@ -211,11 +240,14 @@ def run_evaluation(
         model: a `C2SRT` model (moved to `device`, put in eval mode).
         dataset: yields `{"image", "target", "index"}` (with `"skipped"` under `data.skip_bad`)
             and has `label_names`, `seen_mask`, `unseen_mask`, `image_path(i)`.
-        graph, protocol, topk, empty, row_pooled, zero_shot, keep_scores: as `EvalPass`.
+        graph, protocol, topk, empty, row_pooled, zero_shot, keep_scores, evaluate, decision: as
+            `EvalPass` (`evaluate=False, decision=True`: the decision scores alone, e.g. to fit a
+            calibrator).
         batch_size: images per forward pass.
         workers: DataLoader processes reading the images.
         device: where to run.
         progress: show a progress bar (tqdm, on stderr, on a terminal).
+        split: what the images are, in the warning about images skipped while loading.
 
     Returns:
         An `Evaluation`; images skipped while loading are also logged (`log_skipped`).
@@ -234,13 +266,16 @@ def run_evaluation(
         from tqdm.auto import tqdm
 
         loader = tqdm(loader, desc="evaluating", unit="batch", disable=None)
-    kw = dict(protocol=protocol, topk=topk, empty=empty, row_pooled=row_pooled, zero_shot=zero_shot, keep_scores=keep_scores)
+    kw = dict(
+        protocol=protocol, topk=topk, empty=empty, row_pooled=row_pooled, zero_shot=zero_shot, keep_scores=keep_scores,
+        evaluate=evaluate, decision=decision,
+    )  # fmt: skip
     with EvalPass(model, split.names, split.seen, split.unseen, graph=graph, **kw) as ev:  # type: ignore[arg-type]
         for batch in loader:
             # index: a skipped image's place goes to the next readable one (data.skip_bad), counted once
             ev.update(ev.score(batch["image"].to(device)), batch["target"], index=batch.get("index"), skipped=batch.get(SKIPPED_KEY, ()))
         result = ev.compute()
-    log_skipped(dataset, result.skipped, "test")
+    log_skipped(dataset, result.skipped, split)
     return result
 
 

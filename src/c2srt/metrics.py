@@ -1,4 +1,6 @@
-"""Exact multi-label ranking metrics: per-class AP, mAP and micro top-k precision / recall / F1.
+"""Exact multi-label metrics: ranking (per-class AP, mAP, micro top-k P/R/F1) and decisions
+(calibration error, Brier score, F1 at a probability threshold, the oracle threshold's F1,
+vocabulary invariance).
 
 Everything here runs on the CPU in numpy (torch tensors are accepted and converted) so that the
 figures do not depend on the device or on GPU sort stability. Labels follow the c2srt convention
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .choices import EmptyColumn
-from .constants import IGNORE_LABEL, NEGATIVE, POSITIVE
+from .constants import DEFAULT_THRESHOLD, IGNORE_LABEL, NEGATIVE, POSITIVE
 from .registry import parse_enum
 
 _logger = logging.getLogger(__name__)
@@ -32,6 +34,11 @@ __all__ = [
     "EmptyColumn",
     "ap_of_ranking",
     "average_precision",
+    "brier_score",
+    "expected_calibration_error",
+    "oracle_threshold_f1",
+    "threshold_f1",
+    "vocabulary_invariance",
     "mean_average_precision",
     "prf_from_counts",
     "ranked_hits",
@@ -310,3 +317,195 @@ def check_k(k: Any, n_cols: int, where: str = "topk") -> int:
     if not 1 <= int(k) <= n_cols:
         raise ValueError(f"{where}: k={k} is outside [1, {n_cols}] (the number of columns)")
     return int(k)
+
+
+# ----------------------------------------------------------------------------- decisions
+ECE_BINS = 15  # equal-width probability bins of the expected calibration error
+
+
+def check_probabilities(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A (probabilities [N, C] in [0, 1], labels [N, C] in {+1, -1, 0}) pair, as float64 and int8."""
+    p, y = check_pair(probs, labels)
+    p = p.astype(np.float64, copy=False)
+    if p.size and (p.min() < 0.0 or p.max() > 1.0):
+        r, c = np.argwhere((p < 0.0) | (p > 1.0))[0]
+        raise ValueError(f"probs: {p[r, c].item()!r} at row {r}, column {c} is not a probability in [0, 1]")
+    return p, y
+
+
+def _annotated(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The annotated entries (label +1 or -1) as flat (probability, is-positive) arrays."""
+    mask = y != IGNORE_LABEL
+    return p[mask], y[mask] == POSITIVE
+
+
+def expected_calibration_error(probs: Any, labels: Any, n_bins: int = ECE_BINS) -> float:
+    """Expected calibration error over every annotated (image, label) entry, equal-width bins.
+
+    Entry e with probability p_e falls in bin min(floor(p_e * n_bins), n_bins - 1) (so p = 1 is in
+    the last bin); ECE = sum over bins of (entries in the bin / entries) * |positive rate in the
+    bin - mean probability in the bin|. Unknown entries (label 0) are left out. NaN without any
+    annotated entry.
+
+    Args:
+        probs: [N, C] probabilities in [0, 1].
+        labels: [N, C] in {+1, -1, 0}.
+        n_bins: bins of equal width on [0, 1] (15, as is usual since Guo et al. 2017).
+
+    Raises:
+        ValueError: as `check_pair`, a value outside [0, 1], or n_bins < 1.
+    """
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    p, hit = _annotated(*check_probabilities(probs, labels))
+    if p.size == 0:
+        return float("nan")
+    bins = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+    conf = np.bincount(bins, weights=p, minlength=n_bins)
+    acc = np.bincount(bins, weights=hit.astype(np.float64), minlength=n_bins)
+    return float(np.abs(acc - conf).sum() / p.size)  # sum_b n_b/N |acc_b/n_b - conf_b/n_b|
+
+
+def reliability_bins(probs: Any, labels: Any, n_bins: int = ECE_BINS) -> dict[str, np.ndarray]:
+    """What a reliability diagram draws: per equal-width probability bin (the bins of
+    `expected_calibration_error`), its annotated entries, their mean probability and how often
+    they are positive. ECE is sum(count * |frequency - mean_probability|) / sum(count).
+
+    Args:
+        probs: [N, C] probabilities in [0, 1].
+        labels: [N, C] in {+1, -1, 0} (unknown entries are left out).
+        n_bins: bins of equal width on [0, 1].
+
+    Returns:
+        {"edges" [n_bins + 1], "count" int [n_bins], "mean_probability" [n_bins],
+        "frequency" [n_bins]}; NaN where a bin is empty.
+    """
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    p, hit = _annotated(*check_probabilities(probs, labels))
+    bins = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(bins, weights=p, minlength=n_bins) / count
+        freq = np.bincount(bins, weights=hit.astype(np.float64), minlength=n_bins) / count
+    return {"edges": np.linspace(0.0, 1.0, n_bins + 1), "count": count, "mean_probability": mean, "frequency": freq}
+
+
+def brier_score(probs: Any, labels: Any) -> float:
+    """Mean squared difference between probability and outcome (1 for +1, 0 for -1) over the
+    annotated entries; unknown entries (label 0) are left out. NaN without any annotated entry."""
+    p, hit = _annotated(*check_probabilities(probs, labels))
+    return float(np.mean((p - hit) ** 2)) if p.size else float("nan")
+
+
+def _f1(tp: np.ndarray, n_pos: np.ndarray, n_pred: np.ndarray) -> np.ndarray:
+    """F1 = 2 TP / (#positives + #predicted), and 0 where TP = 0."""
+    tp, n_pos, n_pred = (np.asarray(a, dtype=np.float64) for a in (tp, n_pos, n_pred))
+    return np.divide(2.0 * tp, n_pos + n_pred, out=np.zeros(np.broadcast(tp, n_pos, n_pred).shape), where=tp > 0)
+
+
+def threshold_f1(probs: Any, labels: Any, threshold: float = DEFAULT_THRESHOLD) -> dict[str, float]:
+    """Micro and macro F1 of the decisions "present where the score is at least `threshold`".
+
+    Over the annotated entries (an unknown entry, label 0, is neither a hit nor a false alarm).
+    Micro F1 pools the entries of every column; macro F1 is the mean of the columns' F1 over the
+    columns with at least one positive (a column without a positive has no F1 and is left out).
+    F1 = 2 TP / (positives + predicted), 0 where TP = 0.
+
+    Args:
+        probs: [N, C] scores (usually probabilities; any real numbers work).
+        labels: [N, C] in {+1, -1, 0}.
+        threshold: decision threshold on `probs`.
+
+    Returns:
+        {"micro_f1", "macro_f1", "micro_precision", "micro_recall"}; macro NaN when no column has
+        a positive.
+    """
+    s, y = check_pair(probs, labels)
+    pred = (s >= threshold) & (y != IGNORE_LABEL)
+    pos = y == POSITIVE
+    tp_c = np.count_nonzero(pred & pos, axis=0)
+    pos_c = np.count_nonzero(pos, axis=0)
+    pred_c = np.count_nonzero(pred, axis=0)
+    tp, n_pos, n_pred = int(tp_c.sum()), int(pos_c.sum()), int(pred_c.sum())
+    counted = pos_c > 0
+    return {
+        "micro_f1": float(_f1(tp, n_pos, n_pred)),
+        "macro_f1": float(_f1(tp_c, pos_c, pred_c)[counted].mean()) if counted.any() else float("nan"),
+        "micro_precision": tp / n_pred if n_pred else 0.0,
+        "micro_recall": tp / n_pos if n_pos else 0.0,
+    }
+
+
+def oracle_threshold_f1(scores: Any, labels: Any) -> dict[str, float]:
+    """The best micro F1 and the best macro F1 that one global threshold reaches, and where.
+
+    An oracle for reference (it looks at the labels it is scored on): every distinct score of an
+    annotated entry is tried as the threshold t ("present where score >= t", so tied scores are
+    decided together), and also +inf (nothing present, F1 0). Exact, in O(E log E) for E annotated
+    entries: one sort, then running counts per column. Macro F1 as in `threshold_f1` (columns with
+    a positive). Where several thresholds reach the best F1 the highest is returned.
+
+    Args:
+        scores: [N, C] real scores (probabilities or decision scores: F1 depends on the order only).
+        labels: [N, C] in {+1, -1, 0}.
+
+    Returns:
+        {"micro_f1", "micro_threshold", "macro_f1", "macro_threshold"} (NaN F1 and threshold
+        without any positive).
+    """
+    s, y = check_pair(scores, labels)
+    mask = y != IGNORE_LABEL
+    col = np.broadcast_to(np.arange(s.shape[1]), s.shape)[mask]
+    val = s[mask].astype(np.float64)
+    hit = (y[mask] == POSITIVE).astype(np.int64)
+    pos_c = np.bincount(col, weights=hit, minlength=s.shape[1])
+    n_pos = int(hit.sum())
+    nan = float("nan")
+    if n_pos == 0:
+        return {"micro_f1": nan, "micro_threshold": nan, "macro_f1": nan, "macro_threshold": nan}
+    order = np.lexsort((col, -val))  # by score, descending
+    val, col, hit = val[order], col[order], hit[order]
+    last = np.append(val[1:] != val[:-1], True)  # the last entry of each run of tied scores
+    # micro: after the first i entries are predicted present
+    tp = np.cumsum(hit)
+    micro = _f1(tp, n_pos, np.arange(1, val.size + 1))
+    # macro: running per-column counts; each entry changes its own column's F1 only
+    by_col = np.lexsort((np.arange(col.size), col))  # entries grouped by column, in score order
+    rank_in_col = np.empty(col.size, dtype=np.int64)
+    tp_in_col = np.empty(col.size, dtype=np.int64)
+    starts = np.searchsorted(col[by_col], np.arange(s.shape[1]))
+    rank_in_col[by_col] = np.arange(col.size) - starts[col[by_col]] + 1  # predicted in the column so far
+    cum = np.cumsum(hit[by_col])
+    before = np.where(starts[col[by_col]] > 0, cum[np.maximum(starts[col[by_col]] - 1, 0)], 0)
+    tp_in_col[by_col] = cum - before  # true positives in the column so far
+    counted = pos_c > 0
+    new = np.where(counted[col], _f1(tp_in_col, pos_c[col], rank_in_col), 0.0)
+    old = np.where(counted[col], _f1(tp_in_col - hit, pos_c[col], rank_in_col - 1), 0.0)
+    macro = np.cumsum(new - old) / np.count_nonzero(counted)
+    out = {}
+    for name, curve in (("micro", micro), ("macro", macro)):
+        at = np.flatnonzero(last)
+        best = at[np.argmax(curve[at])]  # the first maximum: the highest threshold
+        out[f"{name}_f1"] = float(max(curve[best], 0.0))
+        out[f"{name}_threshold"] = float(val[best]) if curve[best] > 0 else float("inf")
+    return out
+
+
+def vocabulary_invariance(full: Any, small: Any) -> dict[str, float]:
+    """How much a probability moves when the rest of the vocabulary changes.
+
+    Args:
+        full: [N, C] probabilities with the whole vocabulary.
+        small: [N, C] the same (image, label) entries, each scored inside another vocabulary (e.g.
+            a random 5-label one containing the label).
+
+    Returns:
+        {"max": max |full - small|, "mean": mean |full - small|} over every entry.
+    """
+    a = check_scores(as_numpy(full, "full"), "full").astype(np.float64)
+    b = check_scores(as_numpy(small, "small"), "small").astype(np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"full {a.shape} and small {b.shape} must have the same shape [N, C]")
+    d = np.abs(a - b)
+    return {"max": float(d.max()) if d.size else float("nan"), "mean": float(d.mean()) if d.size else float("nan")}

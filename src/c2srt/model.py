@@ -34,6 +34,8 @@ Transform = Callable[["Image.Image"], torch.Tensor]
 
 _logger = logging.getLogger(__name__)
 
+DECISION_KEY = "decision"  # `C2SRT.score_blocks(..., decision=True)`: the decision scores [B, K]
+
 
 @dataclass
 class LabelSet:
@@ -57,6 +59,7 @@ class ModelOutput:
     g_teacher: torch.Tensor | None = None  # [B, D] frozen teacher's global embedding
     counts: torch.Tensor | None = None  # [B, K] patches kept per label (ISR) or top-k (MKT)
     weights: torch.Tensor | None = None  # [B, N, K] patch weights per label, when asked
+    decision: torch.Tensor | None = None  # [B, K] decision scores (`C2SRT.decision_scores`), when asked
 
 
 class C2SRT(nn.Module):
@@ -130,6 +133,21 @@ class C2SRT(nn.Module):
         normalised across the labels scored (MKT's fusion)."""
         return self.ist is not None or self.scorer is not None
 
+    def _per_label_scale(self) -> torch.Tensor:
+        """e^s of the per-label rule (IST's, or cosine scoring's): its logits are e^s times a cosine."""
+        module = self.scorer if self.scorer is not None else self.ist
+        return module.logit_scale.exp()
+
+    def _decision(self, out: HeadOutput, logits: torch.Tensor) -> torch.Tensor:
+        """Decision scores [B, K]: the per-label rule's logits over e^s (its cosine; with IST's
+        `evidence`, plus the readout's shift over e^s), else the head's cos(f_img^c, t_c)
+        (`HeadOutput.cosine`)."""
+        if self.per_label:
+            return logits / self._per_label_scale()
+        if out.cosine is None:
+            raise ValueError("the head was not asked for its decision scores (need_cosine)")
+        return out.cosine
+
     def _logits(self, out: HeadOutput, labels: LabelSet) -> torch.Tensor:
         """Scores of every label of `labels` from the head's output (through IST when it is on)."""
         if self.scorer is not None:
@@ -148,6 +166,7 @@ class C2SRT(nn.Module):
         graph: "CategoryGraph | None" = None,
         return_weights: bool = False,
         with_teacher: bool = False,
+        decision: bool = False,
     ) -> ModelOutput:
         """Score `labels` for each image.
 
@@ -157,19 +176,73 @@ class C2SRT(nn.Module):
             graph: the category graph when `labels` are names and IST is on.
             return_weights: also return the per-label patch weights [B, N, K] (explanations).
             with_teacher: also run the frozen teacher (distillation during training).
+            decision: also return the decision scores [B, K] (see `decision_scores`) from the same pass.
         """
         if not isinstance(labels, LabelSet):
             labels = self.label_set(labels, graph)
         g, patches = self.backbone.encode_image(images)  # [B, D], [B, N, D]
-        out = self.head(g, patches, labels.text, return_weights=return_weights, need_features=self.per_label)
+        need_cosine = decision and not self.per_label
+        out = self.head(g, patches, labels.text, return_weights=return_weights, need_features=self.per_label, need_cosine=need_cosine)
         logits = self._logits(out, labels)
         g_teacher = None
         if with_teacher and self.backbone.teacher is not None:
             g_teacher = self.backbone.encode_teacher(images)
-        return ModelOutput(logits, g, g_teacher, out.counts, out.weights)
+        return ModelOutput(logits, g, g_teacher, out.counts, out.weights, self._decision(out, logits) if decision else None)
+
+    def decision_scores(
+        self,
+        images: torch.Tensor,
+        labels: LabelSet | Sequence[str],
+        *,
+        graph: "CategoryGraph | None" = None,
+        zero_shot: bool = False,
+    ) -> torch.Tensor:
+        r"""A score per (image, label) for deciding whether the label is present (a cosine, in [-1, 1]
+        but for IST's evidence shift).
+
+        The fused logits (`forward`) rank the labels of one image, and MKT's fusion L2-normalises
+        them across the labels scored, so a label's logit changes with the rest of the vocabulary.
+        A decision score is normalised across nothing; `c2srt.calibration` maps it to P(present):
+
+        - MKT / ISR heads (fused scoring): :math:`\cos(f^{img}_{bc}, t_c)`,
+          :math:`f^{img}_{bc} = (f^L_{bc} + g_b)/2` (`heads.base.region_cosine`; the rule that
+          cosine scoring and IST score with);
+        - cosine scoring: the same cosine (the logits over their scale :math:`e^s`);
+        - IST image mode: :math:`\cos(f^{img}_{bc} + W_o h^L_{bc}, t_c)`, IST label mode:
+          :math:`\cos(f^{img}_{bc}, t'_c)` (the logits over :math:`e^s`). With
+          `model.ist.evidence` IST's logit is :math:`e^s \cos(\cdot) + r(h^L_{bc})`, the readout's
+          shift added; the decision score is still the logit over :math:`e^s`, so it is
+          :math:`\cos(\cdot) + r(h^L_{bc}) / e^s`, shift included (scaled), and may leave [-1, 1]:
+          nothing of the logit is hidden from the calibrator, which sees the model's own ranking
+          of (image, label) pairs, divided by one positive number;
+        - `zero_shot`: CLIP's :math:`\cos(g_b, t_c)` (`zero_shot`).
+
+        Without IST a label's score is the same under any vocabulary that contains it (up to
+        floating-point rounding). With IST it depends on the labels of the vocabulary within two
+        hops upstream in the category graph (IST's GATv2 layers; docs/REPRODUCE.md, "Tag
+        decisions", has the rule and its measured size); labels farther away change nothing.
+
+        Args:
+            images: [B, 3, H, W].
+            labels: label names or a LabelSet.
+            graph: the category graph when `labels` are names and IST is on.
+            zero_shot: CLIP's cos(g, t) instead of the trained heads.
+
+        Returns:
+            [B, K] decision scores.
+        """
+        if zero_shot:
+            return self.zero_shot(images, labels)
+        return self(images, labels, graph=graph, decision=True).decision
 
     def score_blocks(
-        self, images: torch.Tensor, labels: LabelSet, blocks: Mapping[str, torch.Tensor], *, zero_shot: bool = False
+        self,
+        images: torch.Tensor,
+        labels: LabelSet,
+        blocks: Mapping[str, torch.Tensor],
+        *,
+        zero_shot: bool = False,
+        decision: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Scores of several sub-vocabularies of `labels` (e.g. ZSL = unseen, GZSL = all) from one image pass.
 
@@ -184,19 +257,25 @@ class C2SRT(nn.Module):
             labels: the whole vocabulary (with its graph edges when IST is on).
             blocks: block name -> column indices into `labels` (LongTensor [K_b]).
             zero_shot: score with `zero_shot` instead of the trained heads.
+            decision: also return the decision scores of the whole of `labels` ([B, K], see
+                `decision_scores`), from the same image pass, under the key `DECISION_KEY`.
 
         Returns:
-            block name -> logits [B, K_b].
+            block name -> logits [B, K_b] (and `DECISION_KEY` -> [B, K] when asked).
         """
         if zero_shot:
             s = self.zero_shot(images, labels)
-            return {name: s[:, idx.to(s.device)] for name, idx in blocks.items()}
+            scores = {name: s[:, idx.to(s.device)] for name, idx in blocks.items()}
+            return {**scores, DECISION_KEY: s} if decision else scores
         g, patches = self.backbone.encode_image(images)  # [B, D], [B, N, D]
-        out = self.head(g, patches, labels.text, need_features=self.per_label)
+        out = self.head(g, patches, labels.text, need_features=self.per_label, need_cosine=decision and not self.per_label)
         if self.per_label:
             s = self._logits(out, labels)
-            return {name: s[:, idx.to(s.device)] for name, idx in blocks.items()}
-        return {name: fuse_block(out, idx.to(out.logits.device)) for name, idx in blocks.items()}
+            scores = {name: s[:, idx.to(s.device)] for name, idx in blocks.items()}
+        else:
+            scores = {name: fuse_block(out, idx.to(out.logits.device)) for name, idx in blocks.items()}
+            s = out.logits
+        return {**scores, DECISION_KEY: self._decision(out, s)} if decision else scores
 
     @torch.no_grad()
     def zero_shot(self, images: torch.Tensor, labels: LabelSet | Sequence[str]) -> torch.Tensor:
@@ -373,4 +452,20 @@ def category_graph(
         cache=cache,
         clip_encoder=text_tower_encoder(model.label_encoder),
         progress=True,
+    )
+
+
+def vocabulary_graph(model: C2SRT, names: Sequence[str], base: "CategoryGraph | None") -> "CategoryGraph":
+    """The category graph IST propagates over for a vocabulary at inference (`c2srt predict`, the
+    web page, calibration): `base` (the checkpoint's graph) extended on the fly to the labels it
+    lacks, by `prepare_graph`'s rules (embedding source, the model's own text tower, adaptive cut);
+    the base graph's edges are kept as they are. Without `base`, a graph built from the names.
+    """
+    from .graph import prepare_graph, text_tower_encoder
+
+    return prepare_graph(
+        list(names),
+        cfg=GraphCfg(source="embedding", encoder="clip"),
+        base=base,
+        clip_encoder=text_tower_encoder(model.label_encoder),
     )

@@ -1,8 +1,15 @@
-"""Open-vocabulary tagging of real images: any vocabulary, ranked labels, and why.
+"""Open-vocabulary tagging of real images: any vocabulary, ranked labels, decisions, and why.
 
 `Recognizer` wraps a trained c2srt checkpoint, or plain CLIP weights for zero-shot use with the same
 heads. The label embeddings and the category graph are computed once per vocabulary, not per batch.
 An unreadable image gets a `Prediction` with `error` set (and a warning); it never ends the run.
+
+Every returned label has its ranking score (the heads' fused score: it orders the labels of one
+image, and its value depends on the rest of the vocabulary) and, when the model has a calibrator
+(`c2srt.calibration`, stored in the checkpoint), its probability P(label present), computed from a
+score normalised across nothing, so the same whatever else is in the vocabulary; a label is
+`present` when its probability is at least the threshold (`DEFAULT_THRESHOLD`, 0.5). A checkpoint
+without a calibrator says so once and ranks only.
 """
 
 from __future__ import annotations
@@ -12,19 +19,20 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from .config import ModelCfg
-from .constants import DEFAULT_TOP
+from .constants import DEFAULT_THRESHOLD, DEFAULT_TOP
 from .images import center_crop_box, has_image_suffix, open_rgb
 from .vocabulary import check_labels
 
 if TYPE_CHECKING:
     from PIL import Image
 
+    from .calibration import Calibrator
     from .graph import CategoryGraph
     from .model import C2SRT, LabelSet
 
@@ -33,28 +41,66 @@ _logger = logging.getLogger(__name__)
 Neighbors = dict[str, list[tuple[str, float]]]  # label -> [(neighbour, edge strength)], strongest first
 
 
+NO_CALIBRATOR = (
+    "this model has no calibrator: its scores rank labels but are not probabilities, so there is no "
+    "probability threshold (fit one with `c2srt calibrate`, or keep the best labels with --top)"
+)
+
+
 def keep_labels(
-    ranked: Sequence[tuple[str, float]], top: int | None, threshold: float | None
+    ranked: Sequence[tuple[str, float]],
+    top: int | None,
+    threshold: float | None,
+    probabilities: Mapping[str, float] | None = None,
 ) -> list[tuple[str, float]]:
-    """The labels to return from a ranking (best first): the `top` best, then those scoring at least `threshold`.
+    """The labels to return from a ranking (best first): the `top` best, then those whose
+    probability is at least `threshold` (those decided present).
 
     The one rule for `c2srt predict` and the web page's list; either limit may be None (no limit).
 
+    Args:
+        ranked: (label, ranking score), best first.
+        top: keep the `top` best (None: all).
+        threshold: a probability in [0, 1]; keep the labels with `probabilities[label] >= threshold`.
+        probabilities: P(label present) per label (a calibrated model's).
+
+    Raises:
+        ValueError: a threshold without probabilities (`NO_CALIBRATOR`).
+
     Example:
-        >>> keep_labels([("a", 0.9), ("b", 0.5), ("c", 0.1)], 2, 0.6)
-        [('a', 0.9)]
+        >>> keep_labels([("a", 2.1), ("b", 1.5), ("c", 0.1)], 2, 0.6, {"a": 0.9, "b": 0.55, "c": 0.2})
+        [('a', 2.1)]
     """
     kept = list(ranked[: int(top)]) if top is not None else list(ranked)
-    return kept if threshold is None else [(n, s) for n, s in kept if s >= threshold]
+    if threshold is None:
+        return kept
+    if probabilities is None:
+        raise ValueError(NO_CALIBRATOR)
+    return [(n, s) for n, s in kept if probabilities[n] >= threshold]
+
+
+def check_threshold(threshold: Any, name: str = "threshold") -> float:
+    """A probability threshold in [0, 1], as a float.
+
+    Raises:
+        ValueError: anything else (the message names `name`).
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= float(threshold) <= 1.0:
+        raise ValueError(f"{name} is a probability: it must lie in [0, 1], got {threshold!r}")
+    return float(threshold)
 
 
 @dataclass
 class Prediction:
-    """Everything a front end shows for one image: ranked labels with scores, and why.
+    """Everything a front end shows for one image: ranked labels with scores, decisions, and why.
 
     `error` is set, and there are no labels, when the image could not be read. Patch weights are
     filled only when asked (`return_weights=True`, for pictures); neighbours whenever the model has
     an IST module. Every per-label field covers exactly the returned `labels`.
+
+    Per label: the ranking score (`labels`, `score`), and for a model with a calibrator its
+    probability (`probability`) and whether it is present (`present`: probability >= `threshold`).
+    Without a calibrator `threshold` is None, `probability` and `present` return None.
     """
 
     source: str
@@ -65,6 +111,32 @@ class Prediction:
     weights: dict[str, np.ndarray] = field(default_factory=dict)  # [N] patch weights per returned label, when asked
     neighbors: Neighbors = field(default_factory=dict)  # per returned label: its graph neighbours in the vocabulary
     crop_box: tuple[float, float, float, float] | None = None  # (left, top, right, bottom) px: what the model saw
+    probabilities: dict[str, float] = field(default_factory=dict)  # P(label present) per returned label (calibrated models)
+    threshold: float | None = None  # probability from which a label is present; None: no calibrator, ranking only
+
+    @property
+    def decided(self) -> bool:
+        """Whether the labels carry probabilities and decisions (the model has a calibrator)."""
+        return self.threshold is not None
+
+    def probability(self, label: str) -> float | None:
+        """P(label present) of a returned label; None when the model has no calibrator.
+
+        Raises:
+            ValueError: `label` is not among the returned labels.
+        """
+        self.score(label)  # a returned label, or the error
+        return self.probabilities.get(label) if self.decided else None
+
+    def present(self, label: str) -> bool | None:
+        """Whether a returned label is decided present (probability >= `threshold`); None without a calibrator."""
+        p = self.probability(label)
+        return None if p is None or self.threshold is None else p >= self.threshold
+
+    @property
+    def present_labels(self) -> list[str]:
+        """The returned labels decided present, best first ([] without a calibrator)."""
+        return [n for n, _ in self.labels if self.present(n)]
 
     def score(self, label: str) -> float:
         """The score of a returned label.
@@ -78,11 +150,24 @@ class Prediction:
         raise ValueError(f"label {label!r} is not among the labels returned for {self.source}")
 
     def shown(self, top: int | None, threshold: float | None) -> list[tuple[str, float]]:
-        """The returned labels a front end lists under its own `top` and `threshold` (see `keep_labels`)."""
-        return keep_labels(self.labels, top, threshold)
+        """The returned labels a front end lists under its own `top` and probability `threshold`
+        (see `keep_labels`); the threshold is ignored without a calibrator (nothing to compare)."""
+        if not self.decided:
+            return keep_labels(self.labels, top, None)
+        return keep_labels(self.labels, top, threshold, self.probabilities)
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"image": self.source, "labels": [{"label": n, "score": round(s, 6)} for n, s in self.labels]}
+        """As `c2srt predict --format json` writes it: per label its score, its probability (null
+        without a calibrator) and, with one, whether it is present; the threshold when decided."""
+        d: dict[str, Any] = {"image": self.source, "labels": []}
+        for n, s in self.labels:
+            item: dict[str, Any] = {"label": n, "score": round(s, 6), "probability": None}
+            if self.decided:
+                item["probability"] = round(self.probabilities[n], 6)
+                item["present"] = bool(self.present(n))
+            d["labels"].append(item)
+        if self.decided:
+            d["threshold"] = self.threshold
         if self.counts:
             for item in d["labels"]:
                 item["patches"] = self.counts.get(item["label"])
@@ -119,7 +204,11 @@ class PredictOptions:
 
     Attributes:
         top: keep the K best labels per image (None: all).
-        threshold: keep labels scoring at least this (applied after `top`).
+        threshold: the probability from which a label is decided present (in [0, 1]; default
+            `DEFAULT_THRESHOLD`, 0.5: present when more likely than not). Every returned label of
+            a calibrated model carries its probability and `present`; pick another threshold for
+            another balance of missed labels against wrong ones (higher: fewer, surer labels).
+        present_only: return only the labels decided present (after `top`); needs a calibrator.
         batch_size: images per forward pass.
         explain_dir: write a PNG per image with the selected patches of its returned labels (at
             most `explain_top`; the best label when none is returned).
@@ -132,11 +221,12 @@ class PredictOptions:
             folders (not in-memory images) and more than one batch may come.
 
     Raises:
-        ValueError: a bad `top`, `batch_size`, `explain_top` or `workers`, or an `explain_dir` that is a file.
+        ValueError: a bad `top`, `threshold`, `batch_size`, `explain_top` or `workers`, or an `explain_dir` that is a file.
     """
 
     top: int | None = DEFAULT_TOP
-    threshold: float | None = None
+    threshold: float = DEFAULT_THRESHOLD
+    present_only: bool = False
     batch_size: int = DEFAULT_BATCH_SIZE
     explain_dir: str | Path | None = None
     explain_top: int = EXPLAIN_TOP
@@ -147,6 +237,7 @@ class PredictOptions:
     def __post_init__(self) -> None:
         if self.top is not None and self.top < 1:
             raise ValueError(f"top must be >= 1, got {self.top}")
+        self.threshold = check_threshold(self.threshold)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.explain_top < 1:
@@ -168,12 +259,14 @@ class Recognizer:
     """Tags images with any vocabulary.
 
     The vocabulary (label embeddings, and the category graph when IST is on) is prepared once and
-    reused for every batch while the labels stay the same.
+    reused for every batch while the labels stay the same. With a `calibrator` (a checkpoint's, or
+    one given) every label also gets its probability and a decision (`Prediction.present`).
 
     Example:
         >>> rec = Recognizer.from_checkpoint("runs/demo/full/model.safetensors")
-        >>> rec.predict(["photo.jpg"], ["dog", "frisbee", "grass"], top=3)[0].labels
-        [('dog', 0.71), ('grass', 0.52), ('frisbee', 0.33)]
+        >>> pred = rec.predict(["photo.jpg"], ["dog", "frisbee", "grass"], top=3)[0]
+        >>> pred.labels, pred.present_labels
+        ([('dog', 0.71), ('grass', 0.52), ('frisbee', 0.33)], ['dog', 'grass'])
     """
 
     def __init__(
@@ -182,6 +275,7 @@ class Recognizer:
         *,
         graph: "CategoryGraph | None" = None,
         device: str | torch.device = "cpu",
+        calibrator: "Calibrator | None" = None,
     ) -> None:
         from .data.transforms import eval_resize
         from .model import eval_transform
@@ -189,6 +283,7 @@ class Recognizer:
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self._graph = graph
+        self.calibrator = calibrator  # decision scores -> P(label present); None: ranking only
         self.transform = eval_transform(model)  # the model's own size, crop and pixel statistics
         self._resize = eval_resize(model.image_size, model.crop_pct)  # short side before the centre crop
         self._vocab: "LabelSet | None" = None
@@ -216,24 +311,38 @@ class Recognizer:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "cpu") -> "Recognizer":
-        """A trained c2srt checkpoint (weights, config, vocabulary and graph in one file)."""
+        """A trained c2srt checkpoint (weights, config, vocabulary, graph and calibrator in one file).
+
+        A checkpoint without a calibrator says so once (one log line) and ranks only.
+        """
+        from .calibration import load_calibrator
         from .checkpoint import load_checkpoint
         from .graph import CategoryGraph
 
         model, info = load_checkpoint(path, device=device)
         graph = CategoryGraph.from_dict(info.graph, where=str(path)) if info.graph else None
-        return cls(model, graph=graph, device=device)
+        return cls(model, graph=graph, device=device, calibrator=load_calibrator(path))
 
     @classmethod
     def from_clip(
-        cls, name: str, pretrained: str | None, *, head: str = "isr", device: str | torch.device = "cpu"
+        cls,
+        name: str,
+        pretrained: str | None,
+        *,
+        head: str = "isr",
+        device: str | torch.device = "cpu",
+        calibrator: "Calibrator | None" = None,
     ) -> "Recognizer":
-        """Plain CLIP weights, zero-shot, with the same heads (IST needs training, so it is off)."""
+        """Plain CLIP weights, zero-shot, with the same heads (IST needs training, so it is off).
+
+        No calibrator unless one is given (fitted on this model's decision scores, e.g. with
+        `c2srt.calibration.fit_calibrator` on a few hundred labelled photos): it ranks only.
+        """
         from .config import HeadCfg, IstCfg
         from .model import create_model
 
         cfg = ModelCfg(backbone=name, pretrained=pretrained, distill=False, head=HeadCfg(name=head), ist=IstCfg(mode="off"))
-        return cls(create_model(cfg, device=device, teacher=False), device=device)
+        return cls(create_model(cfg, device=device, teacher=False), device=device, calibrator=calibrator)
 
     # -------------------------------------------------------------------- vocabulary
     def vocabulary(self, labels: Sequence[str]) -> "LabelSet":
@@ -253,23 +362,17 @@ class Recognizer:
     def graph_for(self, labels: Sequence[str]) -> "CategoryGraph":
         """The category graph for `labels`: the base graph, extended on the fly to labels it lacks.
 
-        `c2srt.graph.prepare_graph`'s rules: a missing label gets edges from the vocabulary's labels
-        the base graph has (embedding source, the model's own text embeddings, adaptive cut); the
-        base graph's edges are kept as they are. Built once per vocabulary.
+        `c2srt.model.vocabulary_graph` (the one rule, also calibration's): a missing label gets edges
+        from the vocabulary's labels the base graph has (embedding source, the model's own text
+        embeddings, adaptive cut); the base graph's edges are kept as they are. Built once per vocabulary.
         """
-        from .config import GraphCfg
-        from .graph import prepare_graph, text_tower_encoder
+        from .model import vocabulary_graph
 
         labels = list(labels)
         key = tuple(labels)
         if self._vocab_graph is not None and self._vocab_graph[0] == key:
             return self._vocab_graph[1]
-        graph = prepare_graph(
-            labels,
-            cfg=GraphCfg(source="embedding", encoder="clip"),
-            base=self.graph,
-            clip_encoder=text_tower_encoder(self.model.label_encoder),
-        )
+        graph = vocabulary_graph(self.model, labels, self.graph)
         self._vocab_graph = (key, graph)
         return graph
 
@@ -313,15 +416,19 @@ class Recognizer:
                 `image0`, `image1`, ... by position), in any mix.
             labels: the vocabulary.
             options: how to run and what to return (`PredictOptions`; default: its defaults).
-            **kwargs: `PredictOptions` fields that override `options`, e.g. `top=3`, `threshold=0.2`,
-                `batch_size`, `explain_dir`, `explain_top`, `progress`, `return_weights`, `workers`.
+            **kwargs: `PredictOptions` fields that override `options`, e.g. `top=3`, `threshold=0.7`,
+                `present_only`, `batch_size`, `explain_dir`, `explain_top`, `progress`,
+                `return_weights`, `workers`.
 
         Raises:
-            ValueError: a bad option (see `PredictOptions`), or a bad vocabulary.
+            ValueError: a bad option (see `PredictOptions`), `present_only` without a calibrator
+                (`NO_CALIBRATOR`), or a bad vocabulary.
         """
         if isinstance(images, (str, Path)):
             images = [images]
         opts = dataclasses.replace(options or PredictOptions(), **kwargs)
+        if opts.present_only and self.calibrator is None:
+            raise ValueError(NO_CALIBRATOR)
         vocab = self.vocabulary(labels)
         images = list(images)
         workers = default_workers() if opts.workers is None else opts.workers
@@ -373,9 +480,11 @@ class Recognizer:
         if pixels is None:
             return
         x = pixels.to(self.device, non_blocking=True)
+        decided = self.calibrator is not None
         with torch.no_grad():
-            out = self.model(x, vocab, return_weights=opts.need_weights)
+            out = self.model(x, vocab, return_weights=opts.need_weights, decision=decided)
         logits = out.logits.float().cpu()  # [B, K]
+        probs = self.calibrator(out.decision.float().cpu()) if decided else None  # [B, K] P(label present)
         counts = out.counts.cpu() if out.counts is not None else None  # [B, K]
         weights = out.weights.float().cpu() if out.weights is not None else None  # [B, N, K]
         names = vocab.names
@@ -384,9 +493,13 @@ class Recognizer:
         for b, (name, img) in enumerate(batch):
             scores = logits[b].tolist()
             ranked = [(names[k], scores[k]) for k in torch.argsort(logits[b], descending=True, stable=True).tolist()]
-            kept = keep_labels(ranked, opts.top, opts.threshold)
+            row_probs = dict(zip(names, probs[b].tolist())) if probs is not None else None
+            kept = keep_labels(ranked, opts.top, opts.threshold if opts.present_only else None, row_probs)
             ks = [index[n] for n, _ in kept]
             pred = Prediction(name, kept, crop_box=self._crop_box(sizes[b]))
+            if row_probs is not None:
+                pred.probabilities = {n: row_probs[n] for n, _ in kept}
+                pred.threshold = opts.threshold
             if counts is not None:
                 pred.counts = {names[k]: int(counts[b, k]) for k in ks}
             if opts.return_weights and weights is not None:

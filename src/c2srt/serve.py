@@ -1,8 +1,10 @@
-"""A local web page to try c2srt: drop images, type a vocabulary, see ranked labels and why.
+"""A local web page to try c2srt: drop images, type a vocabulary, see ranked labels, decisions and why.
 
 The page calls the same `Recognizer` as `c2srt predict` (same image transform, same forward pass,
-same ranking), so what it shows is what the CLI would print. For a chosen label it also shows the
-ISR region heatmap over the image and the label's IST neighbours in the category graph.
+same ranking, same probabilities), so what it shows is what the CLI would print. Its threshold
+slider is a probability (P(label present), 0 to 1, default 0.5): each image lists its labels at
+or above it and says how many pass. For a chosen label it also shows the ISR region heatmap over
+the image and the label's IST neighbours in the category graph.
 
 It is built to run on a laptop with no network: the theme uses system fonts only (Gradio's default
 theme fetches Google Fonts), analytics and the version check are off, nothing is shared through a
@@ -17,7 +19,6 @@ from __future__ import annotations
 import html
 import ipaddress
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .constants import DEFAULT_TOP
+from .constants import DEFAULT_THRESHOLD, DEFAULT_TOP
 from .images import ImageReadError, open_rgb
-from .predict import Prediction
+from .predict import Prediction, check_threshold
 from .vocabulary import parse_labels, read_label_file
 
 if TYPE_CHECKING:
@@ -194,14 +195,19 @@ class TaggedImage:
 
 
 def tag_images(
-    recognizer: Recognizer, images: Sequence[tuple[str, Image.Image]], labels: Sequence[str]
+    recognizer: Recognizer,
+    images: Sequence[tuple[str, Image.Image]],
+    labels: Sequence[str],
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> list[TaggedImage]:
-    """Score images against a vocabulary: `Recognizer.predict` with every label kept and its patch weights.
+    """Score images against a vocabulary: `Recognizer.predict` with every label kept and its patch
+    weights (and, for a calibrated model, its probability and decision at `threshold`).
 
     Args:
         recognizer: the model wrapper.
         images: (name, RGB image) pairs, already shrunk.
         labels: the vocabulary (see `parse_vocabulary`).
+        threshold: the probability from which a label is present.
 
     Returns:
         One `TaggedImage` per input, in input order; its prediction is named after the upload.
@@ -210,7 +216,7 @@ def tag_images(
         ValueError: from the recognizer, for a vocabulary it cannot use.
     """
     preds = recognizer.predict(
-        [im for _, im in images], list(labels), top=None, batch_size=BATCH_SIZE, return_weights=True
+        [im for _, im in images], list(labels), top=None, threshold=threshold, batch_size=BATCH_SIZE, return_weights=True
     )
     return [TaggedImage(name, im, replace(p, source=name)) for (name, im), p in zip(images, preds)]
 
@@ -234,6 +240,8 @@ def heatmap(item: TaggedImage, label: str, image_size: int) -> tuple[np.ndarray,
     weights = pred.weights.get(label)
     picture = region_overlay(np.asarray(item.image), weights, crop_box=pred.crop_box)
     caption = f"**{html.escape(label)}**: score {pred.score(label):.3f}"
+    if pred.decided:
+        caption += f", P(present) {pred.probability(label):.2f} ({'present' if pred.present(label) else 'absent'})"
     if weights is None:
         return picture, caption + " (this head gives no region weights)"
     kept = pred.counts.get(label)
@@ -271,13 +279,19 @@ class PageTags:
         tagged = self.tagged
         return tagged[0] if tagged else None
 
-    def score_range(self) -> tuple[float, float] | None:
-        """(low, high) for the threshold slider: every score shown, to 0.01; None without scores."""
-        scores = [s for it in self.tagged for _, s in it.prediction.labels]
-        if not scores:
-            return None
-        lo, hi = math.floor(min(scores) * 100) / 100, math.ceil(max(scores) * 100) / 100
-        return lo, max(hi, lo + 0.01)
+    @property
+    def decided(self) -> bool:
+        """Whether the labels carry probabilities (the model has a calibrator), so the page's
+        probability threshold applies; False also when nothing was tagged."""
+        tagged = self.tagged
+        return bool(tagged) and all(it.prediction.decided for it in tagged)
+
+    def passing(self, threshold: float) -> dict[str, int]:
+        """Per tagged image, how many of its labels have a probability at or above `threshold`
+        ({} without a calibrator)."""
+        if not self.decided:
+            return {}
+        return {it.name: len(it.prediction.shown(None, threshold)) for it in self.tagged}
 
     def predictions(self, top: float | None) -> list[dict[str, Any]]:
         """Each image's result as `c2srt predict --format json` writes it, cut to the `top` best labels."""
@@ -288,20 +302,25 @@ def _nothing_tagged(message: str) -> PageTags:
     return PageTags(f"**Nothing tagged:** {html.escape(message)}", done=False, notes=[message])
 
 
-def tag_page(recognizer: Recognizer, files: Sequence[str | Path] | None, vocabulary: str | None) -> PageTags:
+def tag_page(
+    recognizer: Recognizer, files: Sequence[str | Path] | None, vocabulary: str | None, threshold: float = DEFAULT_THRESHOLD
+) -> PageTags:
     """The page's "Tag": read the uploads, parse the vocabulary, tag every readable image.
 
-    Nothing here raises for what a person can do on the page: a bad vocabulary, no image, an
-    unreadable upload, too many images, or a model failure (e.g. out of memory) becomes a status
-    line and notes, and the page keeps serving.
+    Nothing here raises for what a person can do on the page: a bad vocabulary or threshold, no
+    image, an unreadable upload, too many images, or a model failure (e.g. out of memory) becomes a
+    status line and notes, and the page keeps serving.
 
     Args:
         recognizer: the model wrapper.
         files: the uploaded files (Gradio's temporary paths), in upload order.
         vocabulary: the typed vocabulary (commas or new lines).
+        threshold: the probability from which a label is present (the page's slider); the status
+            line says how many labels pass it (a model without a calibrator ranks only, and says so).
     """
     try:
         labels = parse_vocabulary(vocabulary)
+        threshold = check_threshold(threshold, "the probability threshold")
     except ValueError as e:
         return _nothing_tagged(str(e))
     if not files:
@@ -320,7 +339,7 @@ def tag_page(recognizer: Recognizer, files: Sequence[str | Path] | None, vocabul
             notes.append(str(e))
     good = [o for o in opened if isinstance(o, tuple)]
     try:
-        done = iter(tag_images(recognizer, good, labels) if good else [])
+        done = iter(tag_images(recognizer, good, labels, threshold) if good else [])
     except ValueError as e:  # a vocabulary the model cannot use (e.g. a label its graph rejects)
         return _nothing_tagged(str(e))
     except RuntimeError as e:  # e.g. out of memory: say so on the page and keep serving
@@ -329,6 +348,11 @@ def tag_page(recognizer: Recognizer, files: Sequence[str | Path] | None, vocabul
     items = [next(done) if isinstance(o, tuple) else o for o in opened]  # upload order kept
     tags = PageTags("", items=items, notes=notes)
     tags.status = f"Tagged {len(tags.tagged)} image(s) with {len(labels)} labels."
+    if tags.decided:
+        passing = sum(tags.passing(threshold).values())
+        tags.status += f" {passing} label(s) in all pass P(present) ≥ {threshold:.2f}."
+    elif tags.tagged:
+        tags.status += " This model has no calibrator: labels are ranked, not decided (no probabilities)."
     if notes:
         tags.status += "\n\n" + "\n".join(f"- **problem:** {html.escape(n)}" for n in notes)
     return tags
@@ -347,38 +371,48 @@ def _cell(content: str, align: str = "left", cls: str = "", tag: str = "td", wid
 
 
 def results_html(items: Sequence[TaggedImage], threshold: float | None, top: int | None) -> str:
-    """Ranked labels per image as an HTML table (label names escaped), with score bars."""
+    """Ranked labels per image as an HTML table (label names escaped).
+
+    A calibrated model's labels show their probability as a bar, and each image lists the labels
+    at or above the probability `threshold` (after `top`) and says how many of its labels pass it.
+    Without a calibrator the labels are ranked with score bars and `threshold` is not used.
+    """
     if not items:
         return "<p class='c2srt-empty'>Tag some images to see their labels here.</p>"
     scores = [s for it in items for _, s in it.prediction.labels]
     lo, hi = (min(scores), max(scores)) if scores else (0.0, 1.0)
     span = (hi - lo) or 1.0
-    head = "".join(
-        _cell(t, a, tag="th") for t, a in (("#", "right"), ("label", "left"), ("score", "right"), ("", "left"), ("patches", "right"))
-    )
     parts = []
     for i, it in enumerate(items):
         parts.append(f"<div class='c2srt-image' data-index='{i}'><h4 style='margin:0.4em 0'>{html.escape(it.name)}</h4>")
         if it.error:
             parts.append(f"<p class='c2srt-error' style='color:#c0392b'>{html.escape(it.error)}</p></div>")
             continue
-        rows = it.prediction.shown(int(top) if top else None, threshold)
+        pred = it.prediction
+        decided = pred.decided and threshold is not None
+        columns = [("#", "right"), ("label", "left"), ("score", "right")]
+        columns += [("P(present)", "right"), ("", "left")] if decided else [("", "left")]
+        columns += [("patches", "right")]
+        head = "".join(_cell(t, a, tag="th") for t, a in columns)
+        rows = pred.shown(int(top) if top else None, threshold)
+        if decided:
+            n_pass = len(pred.shown(None, threshold))
+            parts.append(
+                f"<p class='c2srt-passing' style='margin:0 0 0.3em 0'>{n_pass} of {len(pred.labels)} labels pass "
+                f"P(present) ≥ {threshold:.2f}</p>"
+            )
         if not rows:
             parts.append("<p class='c2srt-none'>No label at or above the threshold.</p></div>")
             continue
         parts.append(f"<table class='c2srt-ranked' style='{_TABLE}'><thead><tr>{head}</tr></thead><tbody>")
         for r, (name, s) in enumerate(rows, 1):
-            width = max(2, int(100 * (s - lo) / span))
-            bar = f"<div style='height:0.7em;width:{width}%;background:var(--color-accent,#f97316);border-radius:3px'></div>"
-            parts.append(
-                "<tr class='c2srt-row'>"
-                + _cell(str(r), "right")
-                + _cell(html.escape(name), cls="c2srt-label")
-                + _cell(f"{s:.3f}", "right", cls="c2srt-score")
-                + _cell(bar, width="40%")
-                + _cell(str(it.prediction.counts.get(name, "")), "right", cls="c2srt-patches")
-                + "</tr>"
-            )
+            fill = pred.probabilities[name] if decided else (s - lo) / span
+            bar = f"<div style='height:0.7em;width:{max(2, int(100 * fill))}%;background:var(--color-accent,#f97316);border-radius:3px'></div>"
+            cells = _cell(str(r), "right") + _cell(html.escape(name), cls="c2srt-label") + _cell(f"{s:.3f}", "right", cls="c2srt-score")
+            if decided:
+                cells += _cell(f"{pred.probabilities[name]:.2f}", "right", cls="c2srt-probability")
+            cells += _cell(bar, width="40%") + _cell(str(pred.counts.get(name, "")), "right", cls="c2srt-patches")
+            parts.append("<tr class='c2srt-row'>" + cells + "</tr>")
         parts.append("</tbody></table></div>")
     return "\n".join(parts)
 
@@ -423,8 +457,9 @@ def build_app(recognizer: Recognizer, *, saved_vocabularies: Mapping[str, Sequen
     """The web page around a recognizer (not launched; see `launch_app` and `serve`).
 
     Scripts can drive it with `gradio_client` through three named endpoints (see the README):
-    `/tag` (images, vocabulary, top -> status, predictions as `c2srt predict --format json` writes
-    them, and the page's views), `/filter` (threshold, top -> the ranked-labels table) and
+    `/tag` (images, vocabulary, top, threshold -> status, predictions as `c2srt predict --format
+    json` writes them, and the page's views), `/filter` (probability threshold, top -> the
+    ranked-labels table) and
     `/explain` (image, label -> region picture, caption, neighbours).
 
     Args:
@@ -463,15 +498,13 @@ def build_app(recognizer: Recognizer, *, saved_vocabularies: Mapping[str, Sequen
             return None, html.escape(str(e)), ""
         return picture, caption, neighbors_html(item, label)
 
-    def on_tag(images: list[str] | None, vocabulary: str, top: float):
-        tags = tag_page(recognizer, images, vocabulary)
+    def on_tag(images: list[str] | None, vocabulary: str, top: float, threshold: float = DEFAULT_THRESHOLD):
+        tags = tag_page(recognizer, images, vocabulary, threshold)
         for note in tags.notes:
             _warn(note)
         if not tags.done:
             return (tags.status, [], [], results_html([], None, None), gr.update(), gr.update(choices=[], value=None),
                     gr.update(choices=[], value=None), None, "", "")  # fmt: skip
-        span = tags.score_range()
-        slider = gr.update() if span is None else gr.update(minimum=span[0], maximum=span[1], value=span[0])
         first = tags.first
         ranked = [n for n, _ in first.prediction.labels] if first else []
         label = ranked[0] if ranked else None
@@ -479,8 +512,8 @@ def build_app(recognizer: Recognizer, *, saved_vocabularies: Mapping[str, Sequen
             tags.status,
             tags.items,
             tags.predictions(top),
-            results_html(tags.items, None, top),
-            slider,
+            results_html(tags.items, threshold, top),
+            gr.update(),
             gr.update(choices=[it.name for it in tags.tagged], value=first.name if first else None),
             gr.update(choices=ranked, value=label),
             *on_explain(tags.items, first.name if first else None, label),
@@ -513,7 +546,12 @@ def build_app(recognizer: Recognizer, *, saved_vocabularies: Mapping[str, Sequen
                     label="Vocabulary", lines=4, placeholder="dog, frisbee, grass, person", elem_id="c2srt-vocab"
                 )
                 top = gr.Slider(1, 50, value=DEFAULT_TOP, step=1, label="Show at most (labels per image)", elem_id="c2srt-top")
-                threshold = gr.Slider(-1.0, 1.0, value=-1.0, step=0.01, label="Score threshold", elem_id="c2srt-threshold")
+                calibrated = getattr(recognizer, "calibrator", None) is not None
+                threshold = gr.Slider(
+                    0.0, 1.0, value=DEFAULT_THRESHOLD, step=0.01, elem_id="c2srt-threshold", interactive=calibrated,
+                    label="Probability threshold: list the labels with P(present) at least this"
+                    if calibrated else "Probability threshold (this model has no calibrator: labels are ranked, not decided)",
+                )  # fmt: skip
                 run = gr.Button("Tag", variant="primary", elem_id="c2srt-tag")
                 status = gr.Markdown("", label="Status", elem_id="c2srt-status")
                 predictions = gr.JSON(label="Predictions", visible=False)  # for scripts: as `c2srt predict` JSON
@@ -537,7 +575,7 @@ def build_app(recognizer: Recognizer, *, saved_vocabularies: Mapping[str, Sequen
         )
         run.click(
             on_tag,
-            inputs=[files, vocab, top],
+            inputs=[files, vocab, top, threshold],
             outputs=[
                 status, state, predictions, results, threshold, image_pick, label_pick, picture, caption, neighbors
             ],  # fmt: skip

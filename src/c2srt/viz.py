@@ -301,3 +301,73 @@ def region_heatmaps(
     if title:
         fig.suptitle(title, fontsize=10)
     return save_picture(fig, out)
+
+
+RELIABILITY_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red")  # one per group of labels
+
+
+def reliability_figure(groups: "dict[str, dict[str, np.ndarray]]", *, title: str | None = None) -> "Figure":
+    """A reliability diagram: per group of labels (e.g. seen, unseen), the observed frequency of
+    the label against the predicted probability in each bin, beside the diagonal of a perfect
+    calibration, and below it how many (image, label) entries each bin holds.
+
+    Args:
+        groups: name -> `metrics.reliability_bins(...)` ("edges", "count", "mean_probability",
+            "frequency"); every group with the same bins.
+        title: the figure's title.
+
+    Returns:
+        The Figure (save it with `save_picture`).
+
+    Raises:
+        ValueError: no group, or groups with different bins.
+    """
+    if not groups:
+        raise ValueError("reliability_figure: no group of labels to draw")
+    edges = next(iter(groups.values()))["edges"]
+    if any(not np.array_equal(g["edges"], edges) for g in groups.values()):
+        raise ValueError("reliability_figure: every group needs the same bins")
+    n_bins = len(edges) - 1
+    fig = new_figure(figsize=(5.2, 6.0))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1.3)})
+    top.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="perfectly calibrated")
+    width = (edges[1] - edges[0]) / (len(groups) + 1)
+    for i, (name, g) in enumerate(groups.items()):
+        color = RELIABILITY_COLORS[i % len(RELIABILITY_COLORS)]
+        filled = np.asarray(g["count"]) > 0
+        n = int(np.asarray(g["count"]).sum())
+        top.plot(
+            np.asarray(g["mean_probability"])[filled], np.asarray(g["frequency"])[filled],
+            marker="o", color=color, label=f"{name} ({n:,} entries)",
+        )  # fmt: skip
+        bottom.bar(edges[:-1] + (i + 0.5) * width, np.asarray(g["count"]), width=width, color=color, label=name)
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    top.set(xlim=(0, 1), ylim=(0, 1), ylabel="observed frequency of the label", title=title or "reliability")
+    top.legend(fontsize=8, loc="upper left")
+    bottom.set(xlabel=f"predicted probability ({n_bins} bins)", ylabel="entries per bin")
+    bottom.set_yscale("log")
+    bottom.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    bottom.yaxis.set_minor_formatter(NullFormatter())
+    return fig
+
+
+def plot_reliability(
+    probs: Any, labels: Any, groups: "dict[str, Any]", out: str | Path, *, n_bins: int | None = None, title: str | None = None
+) -> Path:
+    """Write the reliability diagram of probabilities [N, K] against labels [N, K] in {+1, -1, 0},
+    one curve per group of columns (name -> bool mask [K]), as a PNG.
+
+    Raises:
+        ValueError: as `metrics.reliability_bins`, or a mask of the wrong length.
+    """
+    from .metrics import ECE_BINS, reliability_bins
+
+    p, y = np.asarray(probs), np.asarray(labels)
+    bins = {}
+    for name, mask in groups.items():
+        m = np.asarray(mask, dtype=bool)
+        if m.shape != (p.shape[-1],):
+            raise ValueError(f"plot_reliability: group {name!r} has a mask of {m.shape}, the probabilities {p.shape[-1]} columns")
+        bins[name] = reliability_bins(p[:, m], y[:, m], n_bins or ECE_BINS)
+    return save_picture(reliability_figure(bins, title=title), out)

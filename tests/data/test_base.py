@@ -208,3 +208,33 @@ def test_registering_a_name_twice_fails() -> None:
 
     with pytest.raises(ValueError, match="already registered"):
         register_dataset("coco")(lambda split, **kw: None)
+
+
+def test_dataset_part_and_another_transform(tmp_path: Path, make_image) -> None:
+    """A part keeps the contract with positions as indices; `with_transform` re-reads nothing and
+    changes only the transform; skipped rows stay rows of the whole dataset, named there."""
+    from c2srt.data import DatasetPart, collate_samples, with_transform
+    from c2srt.data.base import log_skipped
+
+    paths = _images(tmp_path, make_image, 3)
+    ds = finalize_dataset(name="toy", split="test", paths=paths, labels=LABELS, label_names=NAMES, seen_mask=SEEN, skip_bad=True)
+    part = DatasetPart(ds, [2, 0])
+    assert len(part) == 2 and part.label_names == NAMES and part.seen_mask.tolist() == SEEN.tolist()
+    assert part.image_path(0) == paths[2] and part[0]["index"] == 0 and part[0]["target"].tolist() == LABELS[2].tolist()
+    other = with_transform(part, lambda img: torch.zeros(3, 2, 2))
+    assert other[1]["image"].shape == (3, 2, 2) and part[1]["image"].shape != (3, 2, 2)  # the original keeps its transform
+    assert other.dataset.labels is ds.labels  # shared, not read again
+    with pytest.raises(TypeError, match="transform"):
+        with_transform(object(), None)
+    with pytest.raises(ValueError, match="out of range"):
+        DatasetPart(ds, [3])
+    Path(paths[2]).write_bytes(b"")  # broken after the check: the whole dataset's next readable row
+    batch = collate_samples([part[0]])
+    assert batch["skipped"] == [2]
+    import logging
+
+    with pytest.MonkeyPatch.context() as m:
+        seen: list[str] = []
+        m.setattr(logging.getLogger("c2srt.data.base"), "warning", lambda msg, *a: seen.append(msg % a))
+        log_skipped(part, batch["skipped"], "train")
+    assert paths[2] in seen[0]

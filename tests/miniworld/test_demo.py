@@ -217,7 +217,20 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     assert {r["label"] for r in world["labels"]} >= set(report["unseen"])
     assert report["full_model"].endswith("c2srt_full/seed0/model.safetensors") and (out / "c2srt_full/seed0/model.safetensors").is_file()
 
-    pictures = [out / "world.png", out / "curves.png", out / "graph.png", *sorted((out / "regions").glob("*.png"))]
+    # tag decisions: every row has its figures (the zero-shot rows a calibrator fitted on the held-out scenes)
+    assert list(report["summary"]["decisions"]) == rows
+    for name in rows:
+        for column in demo.DECISION_COLUMNS:
+            mean = report["summary"]["decisions"][name][column]["mean"]
+            assert math.isfinite(mean) and 0.0 <= mean <= 1.0, (name, column, mean)
+    assert "## Tag decisions" in (out / "results.md").read_text() and "| method | seen ECE |" in "\n".join(printed)
+    assert report["timings_s"]["decisions_s"] > 0 and report["reliability"] == str(out / "reliability.png")
+    from c2srt.checkpoint import read_checkpoint_info
+
+    calibration = read_checkpoint_info(out / "c2srt_full/seed0/model.safetensors").calibration
+    assert calibration["provenance"]["images"] == spec["quick"]["calibration"]["holdout"]
+
+    pictures = [out / "world.png", out / "curves.png", out / "graph.png", out / "reliability.png", *sorted((out / "regions").glob("*.png"))]
     assert len(pictures) >= 5
     for png in pictures:
         assert _valid_png(png), png
@@ -249,3 +262,117 @@ def test_the_shipped_graph_is_the_one_the_demo_settings_ask_for(tmp_path, monkey
     keys = {demo.graph_key(names, seen, cfg.source, cfg.candidates, cfg.max_neighbors, **demo._graph_settings(c))
             for c in (cfg, dataclasses.replace(cfg, link_unseen=not cfg.link_unseen), dataclasses.replace(cfg, mutual_k=cfg.mutual_k + 1))}
     assert len(keys) == 3
+
+
+# --- tag decisions -----------------------------------------------------------------------------
+def _ece_loop(p, hit, n_bins=15):
+    total = 0.0
+    for b in range(n_bins):
+        members = [e for e in range(len(p)) if min(int(p[e] * n_bins), n_bins - 1) == b]
+        if members:
+            total += len(members) / len(p) * abs(np.mean(hit[members]) - np.mean(p[members]))
+    return total
+
+
+def _f1_loop(pred, hit):
+    tp = sum(1 for a, b in zip(pred, hit) if a and b)
+    n = sum(pred) + sum(hit)
+    return 2 * tp / n if n else 0.0
+
+
+def test_evaluate_row_decision_figures_against_an_independent_computation(tmp_path):
+    """On a toy case (24 test scenes, the tiny random model, a fixed calibrator): every decision
+    figure of `evaluate_row` recomputed here with plain loops from the model's decision scores."""
+    from c2srt.calibration import Calibrator
+    from c2srt.config import Cfg, merge_config
+    from c2srt.data.base import build_dataset
+    from c2srt.model import create_model, eval_transform
+
+    torch.manual_seed(0)
+    cfg = merge_config(Cfg(), {"data": {"name": "miniworld", "options": {"n_test": 24}}, "eval": {"batch_size": 10}})
+    model = create_model("test-tiny", head=cfg.model.head, distill=False).eval()
+    ds = build_dataset(cfg.data, "test", eval_transform(model))
+    images = torch.stack([ds[i]["image"] for i in range(len(ds))])
+    names, seen = ds.label_names, np.asarray(ds.seen_mask)
+    with torch.no_grad():
+        s = model.decision_scores(images, names).numpy()  # [24, 35]
+        seen_logits = model(images, [n for n, k in zip(names, seen) if k]).logits.numpy()  # a pass over the seen labels alone
+        zsl_logits = model(images, [n for n, k in zip(names, seen) if not k]).logits.numpy()
+    a = 30.0
+    cal = Calibrator("platt", {"a": torch.tensor(a, dtype=torch.float64), "b": torch.tensor(-a * float(np.median(s)), dtype=torch.float64)})
+    result = demo.evaluate_row(model, cfg, calibrator=cal, seed=3, reliability=tmp_path / "reliability.png")
+
+    p_all = cal(s).astype(np.float64)
+    y_all = np.asarray(ds.labels)
+    assert set(np.unique(y_all)) <= {-1, 1}  # the mini-world annotates every entry
+    for group, cols, logits in (("seen", seen, seen_logits), ("unseen", ~seen, zsl_logits)):
+        p, hit = p_all[:, cols], y_all[:, cols] == 1
+        flat_p, flat_hit = p.ravel(), hit.ravel()
+        got = {k.split("/")[-1]: v for k, v in result.items() if k.startswith(f"decision/{group}/")}
+        # the scores here come from one batch of 24, the row's from batches of 10: float32 rounding apart
+        assert got["ECE"] == pytest.approx(_ece_loop(flat_p, flat_hit), abs=1e-6)
+        assert got["Brier"] == pytest.approx(float(np.mean((flat_p - flat_hit) ** 2)), abs=1e-6)
+        assert got["F1@0.5"] == pytest.approx(_f1_loop(list(flat_p >= 0.5), list(flat_hit)), abs=1e-9)
+        per_col = [_f1_loop(list(p[:, c] >= 0.5), list(hit[:, c])) for c in range(p.shape[1]) if hit[:, c].any()]
+        assert got["macroF1@0.5"] == pytest.approx(float(np.mean(per_col)), abs=1e-9)
+        thresholds = [*np.unique(flat_p), np.inf]  # every distinct decision a single threshold can make
+        assert got["oracle_F1"] == pytest.approx(max(_f1_loop(list(flat_p >= t), list(flat_hit)) for t in thresholds), abs=1e-9)
+        assert got["F1@3"] == pytest.approx(topk_prf(logits, y_all[:, cols], 3)[2], abs=1e-6)  # the ranking's top 3
+        assert 0 < got["F1@0.5"] <= got["oracle_F1"]
+    # no IST: a label's probability is the same inside any vocabulary (last-bit differences only)
+    assert 0 <= result["decision/invariance/max"] <= 1e-5 and result["decision/invariance/mean"] <= result["decision/invariance/max"]
+    assert result["decision/seconds"] > 0 and _valid_png(tmp_path / "reliability.png")
+    assert "decision/seen/ECE" not in demo.evaluate_row(model, cfg)  # no calibrator: no decision figures
+
+
+def test_small_vocabularies_hold_each_label_once_with_random_others(monkeypatch):
+    """`vocabulary_invariance_of` scores every (image, label) once, inside a seeded random vocabulary
+    of 5 labels (the remainder joins the last), different per batch."""
+    from c2srt.model import create_model
+
+    torch.manual_seed(0)
+    model = create_model("test-tiny", distill=False).eval()
+    names = [f"label {i}" for i in range(12)]
+    vocabularies: list[list[str]] = []
+    real = model.decision_scores
+
+    def spy(images, labels, **kw):
+        vocabularies.append(list(labels.names))
+        return real(images, labels, **kw)
+
+    monkeypatch.setattr(model, "decision_scores", spy)
+
+    class Toy(torch.utils.data.Dataset):
+        label_names = names
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return {"image": torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(i)), "target": torch.ones(12, dtype=torch.long), "index": i}
+
+    small = demo.vocabulary_invariance_of(model, Toy(), seed=1, batch_size=2)
+    assert small.shape == (4, 12)
+    assert [len(v) for v in vocabularies] == [5, 7, 5, 7]  # per batch of 2 images: 12 = 5 + 7
+    for batch in (vocabularies[:2], vocabularies[2:]):
+        assert sorted(n for v in batch for n in v) == sorted(names)  # each label once per batch
+    assert vocabularies[:2] != vocabularies[2:]  # a new draw per batch
+    again = demo.vocabulary_invariance_of(model, Toy(), seed=1, batch_size=2)
+    np.testing.assert_array_equal(small, again)  # seeded
+    with torch.no_grad():
+        full = real(torch.stack([Toy()[i]["image"] for i in range(4)]), names).numpy()
+    np.testing.assert_allclose(small, full, rtol=0, atol=1e-6)
+
+
+def test_decision_table_lists_rows_with_a_calibrator():
+    figures = {c: 0.1 for c in demo.DECISION_COLUMNS}
+    per_seed = {
+        "ref": [{**{c: 0.5 for c in demo.COLUMNS}, "zsl_ap": [0.2], **figures}, {**{c: 0.5 for c in demo.COLUMNS}, "zsl_ap": [0.2], **figures}],
+        "no calibrator": [{**{c: 0.5 for c in demo.COLUMNS}, "zsl_ap": [0.2]}] * 2,
+    }
+    groups = {g: ["a"] for g in demo.GROUPS}
+    s = demo.summarise(per_seed, reference="ref", unseen_names=["a"], groups=groups)
+    assert list(s["decisions"]) == ["ref"] and s["decisions"]["ref"]["decision/unseen/ECE"]["mean"] == pytest.approx(0.1)
+    table = demo.format_decision_table(s, seeds=[0, 1])
+    assert table.startswith("Tag decisions") and "| ref | 10.0 ± 0.0 |" in table and "no calibrator" not in table.split("\n", 3)[-1]
+    assert demo.format_decision_table({"decisions": {}}, seeds=[0]) == ""

@@ -12,6 +12,7 @@ from .base import (
     SPLITS,
     DataError,
     DataProblem,
+    DatasetPart,
     MultiLabelDataset,
     build_dataset,
     check_dataset,
@@ -19,6 +20,7 @@ from .base import (
     collate_samples,
     list_datasets,
     register_dataset,
+    with_transform,
 )
 from .transforms import build_transform, normalization
 
@@ -29,6 +31,7 @@ __all__ = [
     "SPLITS",
     "DataError",
     "DataProblem",
+    "DatasetPart",
     "MultiLabelDataset",
     "build_dataset",
     "build_transform",
@@ -38,4 +41,5 @@ __all__ = [
     "list_datasets",
     "normalization",
     "register_dataset",
+    "with_transform",
 ]

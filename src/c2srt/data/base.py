@@ -328,8 +328,80 @@ class LabelSplit:
         return [n for n, u in zip(self.names, self.unseen) if u]
 
 
+class DatasetPart(torch.utils.data.Dataset):
+    """Some rows of a dataset, as a dataset of the same contract (`label_names`, the masks,
+    `image_path(i)`); a sample's `index` is its position in the part.
+
+    Rows skipped while loading (`data.skip_bad`) stay rows of the whole dataset (`log_skipped`
+    names them there); `skipped` is the whole dataset's rows dropped before use, for its counts.
+    Used for the held-out part of a training listing (`c2srt.calibration.split_dataset`).
+    """
+
+    def __init__(self, dataset: Any, indices: Sequence[int]) -> None:
+        self.dataset = dataset
+        self.indices = np.asarray(indices, dtype=np.int64)
+        if self.indices.size and not (0 <= int(self.indices.min()) and int(self.indices.max()) < len(dataset)):
+            raise ValueError(f"DatasetPart: rows out of range for {len(dataset)} images")
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        sample = dict(self.dataset[int(self.indices[i])])
+        sample["index"] = int(i)
+        return sample
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.dataset.label_names)
+
+    @property
+    def seen_mask(self) -> torch.Tensor:
+        return torch.as_tensor(self.dataset.seen_mask, dtype=torch.bool)
+
+    @property
+    def unseen_mask(self) -> torch.Tensor:
+        return torch.as_tensor(self.dataset.unseen_mask, dtype=torch.bool)
+
+    @property
+    def skipped(self) -> list[Any]:
+        return list(getattr(self.dataset, "skipped", ()))
+
+    def image_path(self, i: int) -> str:
+        return str(self.dataset.image_path(int(self.indices[i])))
+
+    def __repr__(self) -> str:
+        return f"DatasetPart({self.dataset!r}, {len(self)} of {len(self.dataset)} images)"
+
+
+def with_transform(dataset: Any, transform: Transform | None) -> Any:
+    """The same dataset (rows, labels, listing: nothing is read again) with another image transform,
+    e.g. the evaluation transform for the held-out part of a training listing.
+
+    The readers keep their transform as `transform` (the dataset contract); a shallow copy shares
+    everything else.
+
+    Raises:
+        TypeError: `dataset` has no `transform` attribute.
+    """
+    import copy
+
+    if isinstance(dataset, DatasetPart):
+        return DatasetPart(with_transform(dataset.dataset, transform), dataset.indices)
+    if not hasattr(dataset, "transform"):
+        raise TypeError(f"{type(dataset).__name__} keeps no `transform` attribute: build it again with the transform instead")
+    out = copy.copy(dataset)
+    out.transform = transform
+    return out
+
+
 def log_skipped(dataset: Any, rows: Iterable[int], split: str) -> None:
-    """The one warning that lists the images skipped while loading (`data.skip_bad`), at most 10 named."""
+    """The one warning that lists the images skipped while loading (`data.skip_bad`), at most 10 named.
+
+    `rows` are rows of the whole dataset (of a `DatasetPart`'s dataset, for a part).
+    """
+    while isinstance(dataset, DatasetPart):
+        dataset = dataset.dataset
     names = [str(dataset.image_path(i)) for i in sorted(rows)]
     if names:
         _logger.warning(

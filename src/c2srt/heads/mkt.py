@@ -59,10 +59,12 @@ class MktHead(PatchPoolingHead):
     def pool_patches(self, sim: torch.Tensor, *, need_weights: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         k = min(self.topk, sim.shape[-1])
         counts = torch.full(sim.shape[:2], k, dtype=torch.long, device=sim.device)  # [B, Kc]: all k
+        top = sim.topk(k, dim=-1)  # [B, Kc, k]
+        local = top.values.mean(-1)  # [B, Kc, k] -> [B, Kc]: the same numbers whether weights are asked or not
         if not need_weights:  # scoring only: no weight tensor needed
-            return sim.topk(k, dim=-1).values.mean(-1), None, counts  # [B, Kc, k] -> [B, Kc]
-        w = topk_patch_weights(sim, k)  # [B, Kc, N]
-        return (w * sim).sum(-1), w, counts  # [B, Kc, N] -> [B, Kc]
+            return local, None, counts
+        w = torch.zeros_like(sim).scatter_(-1, top.indices, 1.0 / k)  # [B, Kc, N], as `topk_patch_weights`
+        return local, w, counts
 
     def extra_repr(self) -> str:
         return f"topk={self.topk}, similarity={self.similarity}"

@@ -7,7 +7,12 @@ oracle's edges), each scored on the test scenes in two passes: ZSL over the unse
 GZSL over all labels. Over several seeds every figure gets a mean and a 95 % t-interval, every row
 a paired difference against the reference row (MKT + distill), each of demo.yaml's `parts` a
 paired difference between its two rows, and ZSL mAP a breakdown by label group (small / large,
-correlated / uncorrelated: docs/MINIWORLD.md). No printing here: the caller gets one progress message per row
+correlated / uncorrelated: docs/MINIWORLD.md). Tag decisions (a second table): each row's calibrated
+probabilities on the test scenes, from the same image pass, for the seen and the unseen labels (ECE,
+Brier, F1 at 0.5 beside the oracle threshold's and top 3, vocabulary invariance); the fine-tuned rows'
+calibrator is the one `c2srt train` fitted on the held-out fine-tuning scenes (`calibration.holdout`),
+the zero-shot rows' is fitted on the same scenes; the full model's seed-0 reliability diagram is
+`reliability.png`. No printing here: the caller gets one progress message per row
 through `on_progress` and the report (tables included) as the return value.
 """
 
@@ -30,7 +35,7 @@ import numpy as np
 import torch
 
 from ..config import Cfg, merge_config
-from ..constants import POSITIVE
+from ..constants import DEFAULT_THRESHOLD, POSITIVE
 
 _logger = logging.getLogger(__name__)
 
@@ -41,6 +46,17 @@ CONFIDENCE = 0.95
 PICTURE_IMAGES = 4  # test scenes drawn with their selected regions
 PICTURE_LABELS = 7  # most labels drawn per scene
 ROW_KEYS = ("name", "scorer", "edges")  # a demo.yaml row's own keys; the rest are config overrides
+# Tag decisions (issue 21): per group of labels, the calibrated probabilities' figures on the test
+# scenes; "F1@3" is the ranking's top-3 F1 over the group's labels alone (the evaluator's seen / ZSL block)
+DECISION_GROUPS = ("seen", "unseen")
+DECISION_FIGURES = ("ECE", "Brier", "F1@0.5", "oracle_F1", "macroF1@0.5", "oracle_macroF1", "F1@3")
+DECISION_COLUMNS = tuple(f"decision/{g}/{f}" for g in DECISION_GROUPS for f in DECISION_FIGURES) + (
+    "decision/invariance/max",
+    "decision/invariance/mean",
+)
+TOP3_BLOCK = {"seen": "seen", "unseen": "zsl"}  # where each group's top-3 F1 comes from
+INVARIANCE_SCENES = 100  # test scenes also scored inside random small vocabularies (vocabulary invariance)
+SMALL_VOCABULARY = 5  # labels of those vocabularies (each contains the label scored)
 GRAPH_ASSET = "miniworld-graph-{source}.json"  # shipped graphs, keyed by `graph_key`
 
 
@@ -146,26 +162,153 @@ def demo_graph(names: list[str], seen: list[str], *, cfg: Any, cache_dir: Path |
 # ---------------------------------------------------------------------------------------------
 # Scoring and figures
 # ---------------------------------------------------------------------------------------------
-def evaluate_row(model: Any, cfg: Cfg, *, graph: Any = None, zero_shot: bool = False) -> dict[str, Any]:
+def evaluate_row(
+    model: Any,
+    cfg: Cfg,
+    *,
+    graph: Any = None,
+    zero_shot: bool = False,
+    calibrator: Any = None,
+    seed: int = 0,
+    reliability: Path | None = None,
+) -> dict[str, Any]:
     """Figures of one row on the test split of `cfg.data`, from the one evaluation loop
     (`c2srt.evaluate.evaluate_split`, as `c2srt eval` scores: ZSL from a pass over the unseen
     labels alone, GZSL over all), and the AP of every unseen label in the ZSL pass (for the breakdown).
+
+    With a `calibrator`, also the row's tag decisions from the same image pass (the decision scores,
+    `score_blocks(..., decision=True)`, mapped to probabilities): `decision_figures` for the seen and
+    the unseen labels, and vocabulary invariance on the first `INVARIANCE_SCENES` test scenes
+    (`vocabulary_invariance_of`, seeded by `seed`).
 
     Args:
         model: a C2SRT model.
         cfg: the row's config (test split, batch size, protocol, top-k).
         graph: the category graph (IST models).
         zero_shot: score with CLIP's cos(g, t) instead of the heads.
+        calibrator: a `c2srt.calibration.Calibrator` for the model's decision scores (None: no
+            decision figures).
+        seed: seeds the random small vocabularies of the invariance figure.
+        reliability: with a calibrator, also draw the reliability diagram of the test scenes here.
 
     Returns:
-        Fractions: `zsl/mAP`, `zsl/F1@3`, ..., `gzsl/...`, and `zsl_ap` (one AP per unseen label).
+        Fractions: `zsl/mAP`, `zsl/F1@3`, ..., `gzsl/...`, `zsl_ap` (one AP per unseen label) and,
+        with a calibrator, `DECISION_COLUMNS` and `decision/seconds` (the time the decision figures
+        took beyond the shared image pass: the invariance passes, the figures and the picture).
     """
+    from ..data.base import build_dataset
     from ..evaluate import evaluate_split
+    from ..model import eval_transform
 
-    result = evaluate_split(model, cfg, graph=graph, zero_shot=zero_shot)
-    figures = {k: float(v) for k, v in result.figures.items() if k.startswith(("zsl/", "gzsl/")) and ("mAP" in k or "@" in k)}
+    ds = build_dataset(cfg.data, "test", eval_transform(model))
+    result = evaluate_split(model, cfg, graph=graph, zero_shot=zero_shot, dataset=ds, decision=calibrator is not None)
+    figures: dict[str, Any] = {k: float(v) for k, v in result.figures.items() if k.startswith(("zsl/", "gzsl/")) and ("mAP" in k or "@" in k)}
     figures["zsl_ap"] = result.per_label_ap["zsl"].tolist()
+    if calibrator is None:
+        return figures
+    t0 = time.perf_counter()
+    assert result.decision is not None and result.targets is not None
+    seen = np.asarray(ds.seen_mask, dtype=bool)
+    probs = np.asarray(calibrator(result.decision), dtype=np.float64)
+    figures.update(decision_figures(probs, result.targets, seen, ranking=result.figures))
+    n = min(INVARIANCE_SCENES, len(ds))
+    small = vocabulary_invariance_of(model, torch.utils.data.Subset(ds, range(n)), graph=graph, zero_shot=zero_shot, seed=seed, batch_size=cfg.eval.batch_size)
+    from ..metrics import vocabulary_invariance
+
+    inv = vocabulary_invariance(probs[:n], calibrator(small))
+    figures["decision/invariance/max"], figures["decision/invariance/mean"] = inv["max"], inv["mean"]
+    if reliability is not None:
+        from ..viz import plot_reliability
+
+        plot_reliability(
+            probs, result.targets, {"seen labels": seen, "unseen labels": ~seen}, reliability,
+            title=f"Reliability on {len(probs):,} test scenes (calibrated probabilities)",
+        )  # fmt: skip
+    figures["decision/seconds"] = time.perf_counter() - t0
     return figures
+
+
+def decision_figures(probs: np.ndarray, targets: np.ndarray, seen: np.ndarray, *, ranking: dict[str, float]) -> dict[str, float]:
+    """The tag-decision figures of probabilities [N, K] against targets [N, K] in {+1, -1, 0}, for the
+    seen and for the unseen labels apart (`DECISION_COLUMNS` but invariance): ECE (15 bins),
+    Brier, micro and macro F1 at `DEFAULT_THRESHOLD`, the best micro / macro F1 of any single
+    global threshold (an oracle, for reference), and the ranking's top-3 F1 over the group's
+    labels (`ranking`: the evaluator's figures, `seen/F1@3` and `zsl/F1@3`)."""
+    from ..metrics import brier_score, expected_calibration_error, oracle_threshold_f1, threshold_f1
+
+    out: dict[str, float] = {}
+    for group, cols in (("seen", seen), ("unseen", ~seen)):
+        p, y = probs[:, cols], targets[:, cols]
+        at = threshold_f1(p, y, DEFAULT_THRESHOLD)
+        oracle = oracle_threshold_f1(p, y)
+        out.update(
+            {
+                f"decision/{group}/ECE": expected_calibration_error(p, y),
+                f"decision/{group}/Brier": brier_score(p, y),
+                f"decision/{group}/F1@0.5": at["micro_f1"],
+                f"decision/{group}/macroF1@0.5": at["macro_f1"],
+                f"decision/{group}/oracle_F1": oracle["micro_f1"],
+                f"decision/{group}/oracle_macroF1": oracle["macro_f1"],
+                f"decision/{group}/F1@3": float(ranking.get(f"{TOP3_BLOCK[group]}/F1@3", float("nan"))),
+            }
+        )
+    return out
+
+
+@torch.no_grad()
+def vocabulary_invariance_of(
+    model: Any, dataset: Any, *, graph: Any = None, zero_shot: bool = False, seed: int = 0, batch_size: int = 64, size: int = SMALL_VOCABULARY
+) -> np.ndarray:
+    """Each (image, label)'s decision score inside a random `size`-label vocabulary that contains it.
+
+    Per batch of images one seeded random partition of the labels into vocabularies of `size` (the
+    last takes the remainder), so every entry is scored once beside `size - 1` random other labels.
+    IST models get the graph of that vocabulary as `c2srt predict` would (the model's graph, its
+    edges among the vocabulary's labels).
+
+    Returns:
+        [N, K] decision scores, aligned with `dataset.label_names`.
+    """
+    from ..data.base import collate_samples
+    from ..model import LabelSet
+
+    names = list(dataset.dataset.label_names if isinstance(dataset, torch.utils.data.Subset) else dataset.label_names)
+    k = len(names)
+    gen = np.random.default_rng(seed)
+    device = next(model.parameters()).device
+    model.eval()
+    out = []
+    for batch in torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_samples):
+        order = gen.permutation(k)
+        groups = [order[i : i + size] for i in range(0, max(k - k % size, size), size)]
+        if k % size and k > size:
+            groups[-1] = np.concatenate([groups[-1], order[len(groups) * size :]])
+        images = batch["image"].to(device)
+        s = torch.empty(len(images), k)
+        for group in groups:
+            sub = [names[i] for i in group]
+            if zero_shot:
+                labels = LabelSet(sub, model.label_encoder.encode_labels(sub))
+            else:
+                labels = model.label_set(sub, graph if model.ist is not None else None)
+            s[:, torch.as_tensor(group)] = model.decision_scores(images, labels, zero_shot=zero_shot).float().cpu()
+        out.append(s.numpy())
+    return np.concatenate(out) if out else np.zeros((0, k), dtype=np.float32)
+
+
+def row_calibrator(model: Any, cfg: Cfg, *, zero_shot: bool = False) -> Any:
+    """A calibrator for a row without fine-tuning (a zero-shot row has no training run to hold
+    images out of): fitted, as `c2srt train` fits it, on the held-out part of the row's
+    fine-tuning listing (`calibration.*`), seen labels only, scored with the evaluation transform."""
+    from ..calibration import data_provenance, fit_calibrator, split_dataset
+    from ..data.base import build_dataset
+    from ..model import eval_transform
+
+    held = split_dataset(build_dataset(cfg.data, "train", eval_transform(model)), cfg.calibration)[1]
+    return fit_calibrator(
+        model, held, method=cfg.calibration.method, zero_shot=zero_shot, batch_size=cfg.eval.batch_size,
+        provenance=data_provenance(cfg, "train", heldout=True),
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,7 +343,7 @@ def summarise(
 ) -> dict[str, Any]:
     """Means and intervals per row and figure, paired differences against `reference`, the
     breakdown, and each part of `parts` ({part, row, against}) as a paired difference of its rows."""
-    out: dict[str, Any] = {"rows": {}, "paired": {}, "breakdown": {}, "paired_breakdown": {}, "parts": {}}
+    out: dict[str, Any] = {"rows": {}, "paired": {}, "breakdown": {}, "paired_breakdown": {}, "parts": {}, "decisions": {}}
 
     def breakdown(result: dict[str, Any]) -> dict[str, float]:
         return {g: group_map(result["zsl_ap"], unseen_names, groups[g]) for g in GROUPS}
@@ -219,6 +362,8 @@ def summarise(
     ref = per_seed.get(reference, [])
     for name, results in per_seed.items():
         out["rows"][name] = {c: dict(zip(("mean", "ci95"), interval([r[c] for r in results]))) for c in COLUMNS}
+        if results and all(c in r for r in results for c in DECISION_COLUMNS):  # rows with a calibrator
+            out["decisions"][name] = {c: dict(zip(("mean", "ci95"), interval([r[c] for r in results]))) for c in DECISION_COLUMNS}
         parts = [breakdown(r) for r in results]
         out["breakdown"][name] = {g: dict(zip(("mean", "ci95"), interval([p[g] for p in parts]))) for g in GROUPS}
         if name == reference or len(ref) != len(results) or len(results) < 2:
@@ -229,15 +374,47 @@ def summarise(
     return out
 
 
-def _cell(fig: dict[str, float], *, signed: bool = False) -> str:
-    mean, half = 100 * fig["mean"], 100 * fig["ci95"]
-    text = f"{mean:+.1f}" if signed else f"{mean:.1f}"
-    return text if np.isnan(half) else f"{text} ± {half:.1f}"
+def _cell(fig: dict[str, float], *, signed: bool = False, scale: float = 100.0, digits: int = 1) -> str:
+    mean, half = scale * fig["mean"], scale * fig["ci95"]
+    text = f"{mean:+.{digits}f}" if signed else f"{mean:.{digits}f}"
+    return text if np.isnan(half) else f"{text} ± {half:.{digits}f}"
 
 
 def _title(column: str) -> str:
     block, metric = column.split("/", 1)
     return f"{block.upper()} {metric}"
+
+
+DECISION_TABLE = (  # (column, title, scale): percent, but invariance in percentage points of probability
+    *((f"decision/seen/{f}", f"seen {t}", 100.0) for f, t in (("ECE", "ECE"), ("Brier", "Brier"), ("F1@0.5", "F1@0.5"), ("oracle_F1", "oracle F1"), ("macroF1@0.5", "macro F1@0.5"), ("F1@3", "F1@3"))),
+    *((f"decision/unseen/{f}", f"unseen {t}", 100.0) for f, t in (("ECE", "ECE"), ("Brier", "Brier"), ("F1@0.5", "F1@0.5"), ("oracle_F1", "oracle F1"), ("macroF1@0.5", "macro F1@0.5"), ("F1@3", "F1@3"))),
+    ("decision/invariance/max", "invariance max", 100.0),
+    ("decision/invariance/mean", "invariance mean", 100.0),
+)  # fmt: skip
+
+
+def format_decision_table(summary: dict[str, Any], *, seeds: list[int]) -> str:
+    """Markdown: the "Tag decisions" table (calibrated probabilities on the test scenes), or "" without one."""
+    rows = summary.get("decisions") or {}
+    if not rows:
+        return ""
+    n = len(seeds)
+    note = f"mean ± 95 % t-interval over {n} seeds" if n > 1 else "one seed (no interval)"
+    lines = [
+        f"Tag decisions: calibrated P(label present) on the test scenes, {note}; percent. Seen labels: the GZSL "
+        f"columns of the seen labels; unseen: the ZSL columns. F1@0.5: deciding present at P >= {DEFAULT_THRESHOLD}; "
+        "oracle F1: the best one global threshold on the test scenes reaches (for reference); F1@3: the ranking's "
+        f"top 3. Invariance: |P with all labels - P inside a random {SMALL_VOCABULARY}-label vocabulary holding the label| "
+        f"on {INVARIANCE_SCENES} test scenes, max and mean, in percentage points. Calibrator: fitted on the fine-tuning "
+        "scenes held out of training (`calibration.holdout`); zero-shot rows, which train nothing, on the same held-out scenes.",
+        "",
+        "| method | " + " | ".join(t for _, t, _ in DECISION_TABLE) + " |",
+        "|" + "---|" * (len(DECISION_TABLE) + 1),
+    ]
+    for name, row in rows.items():
+        cells = [_cell(row[c], scale=scale, digits=2 if "invariance" in c else 1) for c, _, scale in DECISION_TABLE]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def format_tables(summary: dict[str, Any], *, reference: str, groups: dict[str, list[str]], seeds: list[int]) -> str:
@@ -320,7 +497,8 @@ def run_demo(
     """Run the mini-world benchmark.
 
     Args:
-        output_dir: where results.json, results.md, world.json and the pictures go; each row's
+        output_dir: where results.json, results.md, world.json and the pictures (reliability.png
+            among them) go; each row's
             run (config, logs, curves, `model.safetensors` for the first seed) under `<row>/seed<s>/`.
         quick: the small version (fewer scenes and epochs; noise-level numbers).
         seeds: fine-tuning seeds; each also draws its own fine-tuning and test scenes (default [0]).
@@ -333,6 +511,7 @@ def run_demo(
     Returns:
         The report: "table" (markdown), "summary", "per_seed", "world", "stand_in", "timings_s", paths.
     """
+    from ..calibration import load_calibrator
     from ..checkpoint import load_checkpoint
     from ..graph import CategoryGraph
     from ..io import atomic_write_text, write_json
@@ -388,11 +567,23 @@ def run_demo(
                 )  # fmt: skip
                 if row in spec["zero_shot"]:
                     model = create_model(dataclasses.replace(cfg.model, distill=False), teacher=False)
-                    result = evaluate_row(model, cfg, zero_shot=row.get("scorer") == "global")
+                    zero_shot = row.get("scorer") == "global"
+                    t1 = time.perf_counter()
+                    calibrator = row_calibrator(model, cfg, zero_shot=zero_shot)  # no training run held scenes out: the same ones
+                    fit_s = time.perf_counter() - t1
+                    result = evaluate_row(model, cfg, zero_shot=zero_shot, calibrator=calibrator, seed=seed)
+                    result["decision/seconds"] += fit_s
                 else:
                     export = fit(cfg, progress=False)
                     model, info = load_checkpoint(export)
-                    result = evaluate_row(model, cfg, graph=CategoryGraph.from_dict(info.graph) if info.graph else None)
+                    full_row = seed == seeds[0] and row is spec["variants"][-1]
+                    calibrator = load_calibrator(export)  # fitted at export on the held-out fine-tuning scenes
+                    result = evaluate_row(
+                        model, cfg, graph=CategoryGraph.from_dict(info.graph) if info.graph else None,
+                        calibrator=calibrator, seed=seed, reliability=output_dir / "reliability.png" if full_row else None,
+                    )  # fmt: skip
+                    if calibrator is not None and "decision/seconds" in result:
+                        result["decision/seconds"] += float(calibrator.provenance.get("seconds", 0.0))
                     shutil.rmtree(Path(cfg.output_dir) / "checkpoints", ignore_errors=True)  # resumable state: tens of MB, not needed
                     if seed == seeds[0]:
                         curves[row["name"]] = Path(cfg.output_dir) / "logs" / "metrics.csv"
@@ -404,11 +595,20 @@ def run_demo(
                 seconds = time.time() - t0
                 timings[f"{slug(row['name'])}_seed{seed}_s"] = seconds
                 done += 1
-                say(f"[{done}/{total}] {row['name']} (seed {seed}): ZSL mAP {100 * result['zsl/mAP']:.1f}, GZSL mAP {100 * result['gzsl/mAP']:.1f}, ZSL F1@3 {100 * result['zsl/F1@3']:.1f} ({seconds:.0f} s)")
+                if "decision/seconds" in result:
+                    timings[f"{slug(row['name'])}_seed{seed}_decisions_s"] = result["decision/seconds"]
+                decided = ""
+                if "decision/unseen/F1@0.5" in result:
+                    decided = f", ZSL F1@0.5 {100 * result['decision/unseen/F1@0.5']:.1f} (oracle {100 * result['decision/unseen/oracle_F1']:.1f})"
+                say(f"[{done}/{total}] {row['name']} (seed {seed}): ZSL mAP {100 * result['zsl/mAP']:.1f}, GZSL mAP {100 * result['gzsl/mAP']:.1f}, ZSL F1@3 {100 * result['zsl/F1@3']:.1f}{decided} ({seconds:.0f} s)")
 
         unseen_names = list(world.unseen_names)
         summary = summarise(per_seed, reference=spec["reference"], unseen_names=unseen_names, groups=groups, parts=spec.get("parts"))
         table = format_tables(summary, reference=spec["reference"], groups=groups, seeds=seeds)
+        decisions = format_decision_table(summary, seeds=seeds)
+        if decisions:
+            table += "\n\n## Tag decisions\n\n" + decisions
+        timings["decisions_s"] = sum(v for k, v in timings.items() if k.endswith("_decisions_s"))
         timings["total_s"] = time.time() - t_start
         result = {
             "table": table,
@@ -423,6 +623,7 @@ def run_demo(
             "summary": summary,
             "per_seed": per_seed,
             "full_model": str(full_model) if full_model else None,
+            "reliability": str(output_dir / "reliability.png") if (output_dir / "reliability.png").is_file() else None,
             "timings_s": {k: round(v, 1) for k, v in timings.items()},
             "machine": speed,
         }

@@ -23,15 +23,41 @@ _logger = logging.getLogger(__name__)
 
 
 class ExportModel(Callback):
-    """Writes the safetensors model at the end of fitting, from rank 0 only."""
+    """Writes the safetensors model at the end of fitting, from rank 0 only, with its calibrator
+    when the data module held images out (`calibration.holdout`): fitted there, on rank 0 alone
+    (the other ranks wait for rank 0's files: `trainer.leave_process_group`)."""
 
     def __init__(self, path: Path, cfg: Cfg) -> None:
         self.path = path
         self.cfg = cfg
+        self.calibrator: Any = None  # the one exported, if any
 
-    def _export(self, module: "C2SRTModule") -> None:
+    def _calibrate(self, module: "C2SRTModule", held: Any) -> Any:
+        """The calibrator fitted on the held-out images (seen labels), or None with a warning when
+        they cannot give one (e.g. no positive among them): the model is exported either way."""
+        from ..calibration import data_provenance, fit_calibrator
+
+        c = self.cfg.calibration
+        try:
+            cal = fit_calibrator(
+                module.model, held, method=c.method, graph=module.graph, batch_size=self.cfg.eval.batch_size,
+                num_workers=self.cfg.data.num_workers,
+                provenance={**data_provenance(self.cfg, "train", heldout=True), "step": module.global_step},
+            )  # fmt: skip
+        except ValueError as e:
+            _logger.warning("no calibrator: %s (the model ranks labels, it does not decide them; `c2srt calibrate` fits one)", e)
+            return None
+        fit = cal.provenance.get("fit", {})
+        _logger.info(
+            "calibrator (%s) fitted on %d held-out training images: ECE %.3f, Brier %.3f on them",
+            cal.method, len(held), fit.get("ece", float("nan")), fit.get("brier", float("nan")),
+        )  # fmt: skip
+        return cal
+
+    def _export(self, module: "C2SRTModule", held: Any) -> None:
         from ..checkpoint import save_checkpoint
 
+        self.calibrator = self._calibrate(module, held) if held is not None else None
         save_checkpoint(
             self.path,
             module.model,
@@ -40,11 +66,13 @@ class ExportModel(Callback):
             unseen=module.split.unseen_names,
             graph=module.graph,
             extra={"results": json_results(module.last_results), "step": module.global_step},
+            calibrator=self.calibrator,
         )
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
-            self._export(pl_module)  # type: ignore[arg-type]
+            held = getattr(trainer.datamodule, "holdout_set", None)
+            self._export(pl_module, held)  # type: ignore[arg-type]
 
 
 class SkippedImages(Callback):

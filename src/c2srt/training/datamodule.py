@@ -1,4 +1,5 @@
-"""The DataModule: the datasets of `DataCfg` through the registry, in epoch-seeded order."""
+"""The DataModule: the datasets of `DataCfg` through the registry, in epoch-seeded order, and the
+held-out part of the training listing that the calibrator is fitted on (`calibration.*`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..calibration import holdout_count, split_dataset
 from ..config import Cfg
-from ..data.base import build_dataset, collate_samples
+from ..data.base import DatasetPart, build_dataset, collate_samples, with_transform
 from ..model import Transform
 from .sampling import EpochSampler, EpochSeeded
 
@@ -17,6 +19,12 @@ class C2SRTDataModule(L.LightningDataModule):
 
     The transforms come with the model (`create_model_and_transforms`): its image size, crop and
     pixel statistics decide them, and the data module never sees the model.
+
+    With `calibration.holdout` > 0 the training listing is split once, by `calibration.seed`
+    (`c2srt.calibration.split_dataset`): training sees `train_set`, the rest; `holdout_set` (the
+    held-out rows, read with the evaluation transform) is what the calibrator is fitted on when
+    the model is exported. The split is a function of the listing and the seed, so a resumed run
+    trains on the same images.
     """
 
     def __init__(self, cfg: Cfg, *, train_transform: Transform | None = None, eval_transform: Transform) -> None:
@@ -25,6 +33,7 @@ class C2SRTDataModule(L.LightningDataModule):
         self.train_transform = train_transform
         self.eval_transform = eval_transform
         self.train_set: Dataset | None = None
+        self.holdout_set: DatasetPart | None = None  # held out of the training listing, for the calibrator
         self.test_set: Dataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -32,7 +41,13 @@ class C2SRTDataModule(L.LightningDataModule):
         if stage in (None, "fit") and self.train_set is None:
             if self.train_transform is None:
                 raise ValueError("training needs the training transform (create_model_and_transforms)")
-            self.train_set = build_dataset(d, "train", self.train_transform)
+            whole = build_dataset(d, "train", self.train_transform)
+            c = self.cfg.calibration
+            if holdout_count(len(whole), c.holdout, c.max_holdout):
+                self.train_set, held = split_dataset(whole, c)
+                self.holdout_set = with_transform(held, self.eval_transform)  # scored as at test time
+            else:
+                self.train_set = whole
         if self.test_set is None:
             self.test_set = build_dataset(d, "test", self.eval_transform)
 
