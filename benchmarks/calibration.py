@@ -210,15 +210,7 @@ def row_figures(
     without IST), "all" = every column; top-3 F1 from the fused logits of the ZSL and GZSL passes.
     """
     from c2srt.calibration import Calibrator
-    from c2srt.metrics import (
-        brier_score,
-        expected_calibration_error,
-        mean_average_precision,
-        oracle_threshold_f1,
-        threshold_f1,
-        topk_prf,
-        vocabulary_invariance,
-    )
+    from c2srt.metrics import decision_metrics, mean_average_precision, topk_prf, vocabulary_invariance
 
     fit, ev = sets["holdout"], sets[split]
     reference = fit["decision"][:holdout]
@@ -228,17 +220,9 @@ def row_figures(
     out: dict[str, Any] = {}
     for block, cols in (("seen", seen), ("unseen", ~seen), ("all", np.ones_like(seen))):
         p, y = prob[:, cols], ev["target"][:, cols]
-        at = threshold_f1(p, y, DEFAULT_THRESHOLD)
-        oracle = oracle_threshold_f1(p, y)
+        out.update({f"{block}/{k}": v for k, v in decision_metrics(p, y, DEFAULT_THRESHOLD).items()})
         out.update(
             {
-                f"{block}/ECE": expected_calibration_error(p, y),
-                f"{block}/Brier": brier_score(p, y),
-                f"{block}/F1@0.5": at["micro_f1"],
-                f"{block}/macroF1@0.5": at["macro_f1"],
-                f"{block}/oracle_F1": oracle["micro_f1"],
-                f"{block}/oracle_threshold": oracle["micro_threshold"],
-                f"{block}/oracle_macroF1": oracle["macro_f1"],
                 f"{block}/mean_probability": float(p.mean()),
                 f"{block}/positive_rate": float((y == 1).mean()),
                 f"{block}/mAP_decision": mean_average_precision(ev["decision"][:, cols], y),

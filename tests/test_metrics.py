@@ -360,3 +360,18 @@ def test_reliability_bins_are_the_bins_of_the_ece(seed: int) -> None:
     assert float((bins["count"][filled] * gap).sum() / bins["count"].sum()) == pytest.approx(expected_calibration_error(p, y), abs=1e-12)
     with pytest.raises(ValueError, match="n_bins"):
         reliability_bins(p, y, 0)
+
+
+def test_decision_metrics_on_a_hand_worked_case():
+    """Four entries, each alone in its ECE bin: every figure worked out by hand."""
+    from c2srt.metrics import decision_metrics
+
+    probs = np.array([[0.9, 0.2], [0.6, 0.7]])
+    labels = np.array([[1, -1], [-1, 1]])
+    got = decision_metrics(probs, labels)
+    assert got["ECE"] == pytest.approx((0.1 + 0.2 + 0.6 + 0.3) / 4)
+    assert got["Brier"] == pytest.approx((0.01 + 0.04 + 0.36 + 0.09) / 4)
+    assert got["F1@0.5"] == pytest.approx(2 * 2 / (3 + 2))  # present: 0.9, 0.6, 0.7; two of them true
+    assert got["macroF1@0.5"] == pytest.approx((2 / 3 + 1.0) / 2)
+    assert got["oracle_F1"] == pytest.approx(1.0) and got["oracle_threshold"] == pytest.approx(0.7)
+    assert set(decision_metrics(probs, labels, 0.3)) >= {"F1@0.3", "macroF1@0.3"}

@@ -66,6 +66,13 @@ def _entries(scores: Any, targets: Any) -> tuple[np.ndarray, np.ndarray]:
     return s[mask].astype(np.float64), y[mask] == POSITIVE
 
 
+def _check_fit_data(scores: np.ndarray, hit: np.ndarray) -> None:
+    if scores.size == 0:
+        raise ValueError("no annotated (image, label) entry to fit a calibrator on")
+    if hit.all() or not hit.any():
+        raise ValueError(f"the calibration data needs positives and negatives; got {int(hit.sum())} of {hit.size} positive")
+
+
 def _smoothed_targets(hit: np.ndarray) -> np.ndarray:
     """Platt's targets: (n+ + 1)/(n+ + 2) for positives, 1/(n- + 2) for negatives (no infinite slope
     when the classes separate)."""
@@ -86,10 +93,7 @@ def fit_platt(scores: np.ndarray, hit: np.ndarray) -> tuple[float, float]:
     Raises:
         ValueError: no entry, or only one class.
     """
-    if scores.size == 0:
-        raise ValueError("no annotated (image, label) entry to fit a calibrator on")
-    if hit.all() or not hit.any():
-        raise ValueError(f"the calibration data needs positives and negatives; got {int(hit.sum())} of {hit.size} positive")
+    _check_fit_data(scores, hit)
     t = _smoothed_targets(hit)
     base = math.log(t.mean() / (1.0 - t.mean()))  # the best b when a = 0
     a, b = 0.0, base
@@ -137,10 +141,7 @@ def fit_isotonic(scores: np.ndarray, hit: np.ndarray) -> tuple[np.ndarray, np.nd
     Raises:
         ValueError: no entry, or only one class.
     """
-    if scores.size == 0:
-        raise ValueError("no annotated (image, label) entry to fit a calibrator on")
-    if hit.all() or not hit.any():
-        raise ValueError(f"the calibration data needs positives and negatives; got {int(hit.sum())} of {hit.size} positive")
+    _check_fit_data(scores, hit)
     order = np.argsort(scores, kind="stable")
     x, y = scores[order], hit[order].astype(np.float64)
     ux, start = np.unique(x, return_index=True)  # tied scores form one block from the start

@@ -35,6 +35,7 @@ __all__ = [
     "ap_of_ranking",
     "average_precision",
     "brier_score",
+    "decision_metrics",
     "expected_calibration_error",
     "oracle_threshold_f1",
     "threshold_f1",
@@ -490,6 +491,25 @@ def oracle_threshold_f1(scores: Any, labels: Any) -> dict[str, float]:
         out[f"{name}_f1"] = float(max(curve[best], 0.0))
         out[f"{name}_threshold"] = float(val[best]) if curve[best] > 0 else float("inf")
     return out
+
+
+def decision_metrics(probs: Any, labels: Any, threshold: float = DEFAULT_THRESHOLD) -> dict[str, float]:
+    """The tag-decision figures of probabilities [N, C] against labels in {+1, -1, 0}, in one place
+    for the demo and the calibration benchmark: ECE, Brier, micro / macro F1 at `threshold`, and
+    the oracle's best micro / macro F1 of one global threshold (with its micro threshold). Keys:
+    ECE, Brier, F1@t, macroF1@t (t as `threshold` prints, e.g. F1@0.5), oracle_F1,
+    oracle_threshold, oracle_macroF1."""
+    at = threshold_f1(probs, labels, threshold)
+    oracle = oracle_threshold_f1(probs, labels)
+    return {
+        "ECE": expected_calibration_error(probs, labels),
+        "Brier": brier_score(probs, labels),
+        f"F1@{threshold:g}": at["micro_f1"],
+        f"macroF1@{threshold:g}": at["macro_f1"],
+        "oracle_F1": oracle["micro_f1"],
+        "oracle_threshold": oracle["micro_threshold"],
+        "oracle_macroF1": oracle["macro_f1"],
+    }
 
 
 def vocabulary_invariance(full: Any, small: Any) -> dict[str, float]:

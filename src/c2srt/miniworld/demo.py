@@ -234,24 +234,13 @@ def decision_figures(probs: np.ndarray, targets: np.ndarray, seen: np.ndarray, *
     Brier, micro and macro F1 at `DEFAULT_THRESHOLD`, the best micro / macro F1 of any single
     global threshold (an oracle, for reference), and the ranking's top-3 F1 over the group's
     labels (`ranking`: the evaluator's figures, `seen/F1@3` and `zsl/F1@3`)."""
-    from ..metrics import brier_score, expected_calibration_error, oracle_threshold_f1, threshold_f1
+    from ..metrics import decision_metrics
 
     out: dict[str, float] = {}
     for group, cols in (("seen", seen), ("unseen", ~seen)):
-        p, y = probs[:, cols], targets[:, cols]
-        at = threshold_f1(p, y, DEFAULT_THRESHOLD)
-        oracle = oracle_threshold_f1(p, y)
-        out.update(
-            {
-                f"decision/{group}/ECE": expected_calibration_error(p, y),
-                f"decision/{group}/Brier": brier_score(p, y),
-                f"decision/{group}/F1@0.5": at["micro_f1"],
-                f"decision/{group}/macroF1@0.5": at["macro_f1"],
-                f"decision/{group}/oracle_F1": oracle["micro_f1"],
-                f"decision/{group}/oracle_macroF1": oracle["macro_f1"],
-                f"decision/{group}/F1@3": float(ranking.get(f"{TOP3_BLOCK[group]}/F1@3", float("nan"))),
-            }
-        )
+        figures = decision_metrics(probs[:, cols], targets[:, cols], DEFAULT_THRESHOLD)
+        out.update({f"decision/{group}/{k}": v for k, v in figures.items() if k != "oracle_threshold"})
+        out[f"decision/{group}/F1@3"] = float(ranking.get(f"{TOP3_BLOCK[group]}/F1@3", float("nan")))
     return out
 
 
