@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--split", choices=("val", "test"), default="val", help="scenes the figures are computed on (test: the final figures only)")
-    p.add_argument("--holdout", type=int, default=100, help=f"held-out fine-tuning scenes the calibrator is fitted on (at most {MAX_HOLDOUT}; 100: calibration.holdout's 10 % of the demo's 1,000)")
+    p.add_argument("--holdout", type=int, default=100, help=f"held-out fine-tuning scenes the calibrator is fitted on (at most {MAX_HOLDOUT}; 100: calibration.holdout's 10 %% of the demo's 1,000)")
     p.add_argument("--method", choices=("platt", "isotonic"), default="platt")
     p.add_argument("--design", action="store_true", help="compare calibrator designs (method, held-out size, input) instead")
     p.add_argument("--work-dir", type=Path, default=Path("runs/calibration"), help="models and scores, cached")
