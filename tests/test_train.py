@@ -518,3 +518,28 @@ def test_two_processes_write_once_sync_metrics_count_each_image_once_and_resume(
     assert full.keys() == resumed.keys() and any(k.startswith("calibrator.") for k in full)
     assert not [k for k in full if not torch.equal(full[k], resumed[k])], "weights (or calibrator) differ after resuming under DDP"
     assert _logged_losses(run) == logged  # the log covers the whole run, each step once
+
+
+def test_validation_on_the_first_test_images_only(coco8: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`train.val_images=N`: each epoch's validation scores the first N test images (the curves,
+    for less time); `c2srt eval` and the test loader still read every test image."""
+    from c2srt.config import Cfg, load_config, merge_config
+    from c2srt.model import create_model_and_transforms
+    from c2srt.training import C2SRTDataModule
+
+    out = tmp_path / "run"
+    with caplog.at_level("INFO", logger="c2srt"):
+        assert main(_train_args(coco8, out, "train.epochs=1", "train.val_images=2")) == 0
+    printed = caplog.text
+    assert "validation on 2 images" in printed and "validation: 2 images" in printed
+
+    cfg = load_config(TINY, [f"data.root={coco8}", "train.val_images=2"])
+    _, train_tf, eval_tf = create_model_and_transforms(cfg.model, cfg.data)
+    dm = C2SRTDataModule(cfg, train_transform=train_tf, eval_transform=eval_tf)
+    dm.setup("fit")
+    assert len(dm.val_set) == 2 and len(dm.test_set) == 4
+    for i in range(2):
+        assert torch.equal(dm.val_set[i]["target"], dm.test_set[i]["target"])
+        assert torch.equal(dm.val_set[i]["image"], dm.test_set[i]["image"])
+    assert sum(len(b["target"]) for b in dm.test_dataloader()) == 4
+    assert merge_config(Cfg(), {"train": {"val_images": 10}}).train.val_images == 10

@@ -118,6 +118,7 @@ class TrainCfg:
     accelerator: str = "auto"  # cpu, gpu, auto
     strategy: str = "auto"  # lightning strategy (ddp when devices > 1)
     val_every: int = 1  # validate every N epochs (0: never)
+    val_images: int = 0  # validate on the first N test images only (0: all): learning curves for less time
     checkpoint_every: int = 0  # also checkpoint every N steps (0: epoch ends only)
     log_every: int = 10  # steps between logged metrics
     grad_clip: float = 0.0  # gradient norm clip (0: off)
@@ -369,6 +370,8 @@ def validate(cfg: Cfg) -> Cfg:
         raise ConfigError("model.train_image=false with no prompt tuning and no IST: nothing would train")
     if cfg.train.accumulate < 1:
         raise ConfigError("train.accumulate: must be >= 1")
+    if cfg.train.val_images < 0:
+        raise ConfigError(f"train.val_images: {cfg.train.val_images} must be >= 0 (0: every test image)")
     if any(k < 1 for k in cfg.eval.topk):
         raise ConfigError(f"eval.topk: {cfg.eval.topk} must be positive")
     c = cfg.calibration

@@ -73,9 +73,18 @@ class C2SRTDataModule(L.LightningDataModule):
         assert self.train_set is not None
         return self._loader(self.train_set, train=True, batch_size=self.cfg.data.batch_size)
 
+    @property
+    def val_set(self) -> Dataset | None:
+        """What validation scores: the test set, or its first `train.val_images` images."""
+        n = self.cfg.train.val_images
+        if self.test_set is None or not n or n >= len(self.test_set):  # type: ignore[arg-type]
+            return self.test_set
+        return DatasetPart(self.test_set, range(n))
+
     def val_dataloader(self) -> DataLoader:
-        assert self.test_set is not None
-        return self._loader(self.test_set, train=False, batch_size=self.cfg.eval.batch_size)
+        assert self.val_set is not None
+        return self._loader(self.val_set, train=False, batch_size=self.cfg.eval.batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self.val_dataloader()
+        assert self.test_set is not None  # every test image, whatever validation scores
+        return self._loader(self.test_set, train=False, batch_size=self.cfg.eval.batch_size)

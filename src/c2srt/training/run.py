@@ -47,7 +47,7 @@ def _run_summary(trainer: L.Trainer, dm: C2SRTDataModule, seen: np.ndarray, out:
     world = trainer.world_size
     where = f"{device}, {world} processes ({type(trainer.strategy).__name__.removesuffix('Strategy')})" if world > 1 else device
     epochs = f"{trainer.max_epochs} epochs" if trainer.max_epochs and trainer.max_epochs > 0 else f"{trainer.max_steps} steps"
-    validation = f"validation on {len(dm.test_set)} images ({seen.size} labels)" if trainer.limit_val_batches else "no validation"  # type: ignore[arg-type]
+    validation = f"validation on {len(dm.val_set)} images ({seen.size} labels)" if trainer.limit_val_batches else "no validation"  # type: ignore[arg-type]
     held = f" ({len(dm.holdout_set)} more held out for the calibrator)" if dm.holdout_set is not None else ""
     line = (
         f"training on {len(dm.train_set)} images{held} ({int(seen.sum())} seen labels) for {epochs} on {where}; "  # type: ignore[arg-type]
