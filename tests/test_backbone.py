@@ -76,3 +76,4 @@ def test_checkpoint_file_loads_back(tmp_path, tiny):
     again = create_clip("test-tiny", str(path))
     for (k, a), (_, b) in zip(tiny.model.state_dict().items(), again.model.state_dict().items()):
         assert torch.equal(a, b), k
+
