@@ -48,7 +48,9 @@ class Scenes(torch.utils.data.Dataset):
     def __init__(self, seed: int, split: str, start: int, stop: int, transform: Any) -> None:
         from c2srt.miniworld.world import MiniWorld
 
-        scenes = MiniWorld(seed).sample_target(stop, split)
+        world = MiniWorld(seed)
+        scenes = world.sample_target(stop, split)
+        self.label_names = list(world.label_names)  # the dataset contract the demo's small-vocabulary scoring reads
         self.images, self.labels = scenes.images[start:stop], scenes.labels[start:stop]
         self.transform = transform
 
@@ -120,40 +122,10 @@ def score_set(model: Any, labels: Any, ds: Scenes, seen: np.ndarray, *, zero_sho
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-@torch.no_grad()
-def small_vocabulary_scores(model: Any, names: list[str], graph: Any, ds: Scenes, *, zero_shot: bool, seed: int, batch: int = 100) -> np.ndarray:
-    """Each label's decision score inside a random 5-label vocabulary that contains it.
-
-    Per batch of images one random partition of the labels into vocabularies of 5 (the last may
-    be larger), so every (image, label) is scored once with 4 random other labels. IST models get
-    the graph of that vocabulary as `c2srt predict` would: the checkpoint graph's edges among its labels.
-    """
-    from c2srt.model import LabelSet
-
-    gen = np.random.default_rng(seed)
-    k = len(names)
-    out = []
-    for b in torch.utils.data.DataLoader(ds, batch_size=batch):
-        order = gen.permutation(k)
-        groups = [order[i : i + VOCAB_SIZE] for i in range(0, k - k % VOCAB_SIZE or k, VOCAB_SIZE)]
-        if k % VOCAB_SIZE:
-            groups[-1] = np.concatenate([groups[-1], order[len(groups) * VOCAB_SIZE :]])
-        s = torch.empty(len(b["image"]), k)
-        for grp in groups:
-            sub = [names[i] for i in grp]
-            if zero_shot:
-                labels = LabelSet(sub, model.label_encoder.encode_labels(sub))
-            else:
-                labels = model.label_set(sub, graph if model.ist is not None else None)
-            s[:, torch.as_tensor(grp)] = model.decision_scores(b["image"], labels, zero_shot=zero_shot).float()
-        out.append(s.numpy())
-    return np.concatenate(out)
-
-
 def cached_scores(setup: dict[str, Any], row: dict[str, Any], work: Path, seed: int) -> dict[str, dict[str, np.ndarray]]:
     """Scores of every scene set for one row and seed, computed once (npz beside the model)."""
     from c2srt.model import eval_transform
-    from c2srt.miniworld.demo import slug
+    from c2srt.miniworld.demo import slug, vocabulary_invariance_of
 
     path = work / slug(row["name"]) / f"seed{seed}" / "scores.npz"
     if path.is_file():
@@ -178,7 +150,7 @@ def cached_scores(setup: dict[str, Any], row: dict[str, Any], work: Path, seed: 
         sets[name] = score_set(model, labels, ds, seen, zero_shot=zero_shot)
         if name == "test":
             part = torch.utils.data.Subset(ds, range(N_INVARIANCE))
-            sets[name]["small_vocab"] = small_vocabulary_scores(model, names, graph, part, zero_shot=zero_shot, seed=seed)
+            sets[name]["small_vocab"] = vocabulary_invariance_of(model, part, graph=graph, zero_shot=zero_shot, seed=seed, batch_size=100)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **{f"{p}/{k}": v for p, d in sets.items() for k, v in d.items()})
     print(f"  {row['name']} seed {seed}: scored in {time.time() - t0:.0f} s", flush=True)
