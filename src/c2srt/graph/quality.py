@@ -92,19 +92,19 @@ class GraphQuality:
 
     @property
     def strongest_share(self) -> float:
-        return self.strongest_hit / self.strongest_total if self.strongest_total else math.nan
+        return _share(self.strongest_hit, self.strongest_total)
 
     @property
     def correlated_share(self) -> float:
-        return self.correlated_covered / self.correlated_total if self.correlated_total else math.nan
+        return _share(self.correlated_covered, self.correlated_total)
 
     @property
     def correlated_share_any(self) -> float:
-        return self.correlated_covered_any / self.correlated_total if self.correlated_total else math.nan
+        return _share(self.correlated_covered_any, self.correlated_total)
 
     @property
     def correlated_share_strict(self) -> float:
-        return self.correlated_strict / self.correlated_total if self.correlated_total else math.nan
+        return _share(self.correlated_strict, self.correlated_total)
 
     def summary(self) -> dict[str, Any]:
         """The figures as one flat dict (no per-label detail)."""

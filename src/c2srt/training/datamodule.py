@@ -82,8 +82,9 @@ class C2SRTDataModule(L.LightningDataModule):
         return DatasetPart(self.test_set, range(n))
 
     def val_dataloader(self) -> DataLoader:
-        assert self.val_set is not None
-        return self._loader(self.val_set, train=False, batch_size=self.cfg.eval.batch_size)
+        data = self.val_set
+        assert data is not None
+        return self._loader(data, train=False, batch_size=self.cfg.eval.batch_size)
 
     def test_dataloader(self) -> DataLoader:
         assert self.test_set is not None  # every test image, whatever validation scores
